@@ -1,0 +1,142 @@
+"""The one wiring function: stages, channels and a nursery.
+
+Theory of operation
+-------------------
+::
+
+    chunker --Chunk--> [checksummer] --Chunk--> reader --Block--> sender --offset--> reporter
+                                                (read-ahead)      (PATCH)            (progress)
+
+The chunker cuts the span to upload into chunks (one PATCH each). The checksummer, present
+only when a checksum is used, hashes chunk k+1 while the sender streams chunk k. The reader
+reads each chunk's bytes in blocks, ahead of the sender by at most ``read_ahead`` blocks. The
+sender streams the blocks as PATCH bodies, checks every offset the server returns, and passes
+each acknowledged offset to the reporter.
+
+Every channel is bounded, so memory is bounded: at most ``read_ahead + 2`` blocks are alive at
+once, whatever the chunk or file size; a chunk itself holds no bytes. Backpressure flows from
+the socket up the chain.
+
+The stages run in one nursery, so none outlives :func:`run_pipeline`. When a stage fails, the
+nursery cancels the others; the failure is raised again as one exception of the same type,
+chained ``from`` the exception group, so callers can catch ``tuspipe.ChecksumMismatchError``
+and still see every original traceback. Cancellation and KeyboardInterrupt pass through
+untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import NoReturn
+
+import trio
+
+from ._errors import TusError
+from ._source import Source
+from ._stages import Block, Chunk, checksummer, chunker, reader, reporter, sender
+from ._transport import Transport
+
+__all__ = ["PipelineSettings", "run_pipeline"]
+
+logger = logging.getLogger("tuspipe")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Sizes that shape the pipeline (validated by the api layer).
+
+    chunk_size: bytes per PATCH. read_size: bytes per block read from the source.
+    read_ahead: blocks the reader may hold ahead of the sender.
+    """
+
+    chunk_size: int
+    read_size: int
+    read_ahead: int
+
+
+def _raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise one exception standing for a failed pipeline, chained from the group."""
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    if isinstance(first, (TusError, OSError)):
+        # A copy of the same type and message, so `except tuspipe.X` works; the original,
+        # with its traceback, stays in the group the copy is chained from.
+        raise copy.copy(first) from group
+    raise TusError(f"the upload pipeline failed: {first!r}") from group
+
+
+async def run_pipeline(
+    *,
+    transport: Transport,
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    source: Source,
+    start: int,
+    stop: int,
+    algorithm: str | None,
+    settings: PipelineSettings,
+    on_acknowledged: Callable[[int], None],
+) -> int:
+    """Upload the source's bytes ``[start, stop)`` to `url`; return the server's final offset.
+
+    `start` must be the server's current offset. `on_acknowledged` is called with each offset
+    the server confirms, in order.
+    """
+    acknowledged = start
+
+    def record(offset: int) -> None:
+        nonlocal acknowledged
+        acknowledged = offset
+        on_acknowledged(offset)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            chunks_out, chunks_in = trio.open_memory_channel[Chunk](0)
+            nursery.start_soon(
+                partial(chunker, chunks_out, start=start, stop=stop, chunk_size=settings.chunk_size)
+            )
+            if algorithm is not None:
+                hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)
+                nursery.start_soon(
+                    partial(
+                        checksummer,
+                        chunks_in,
+                        hashed_out,
+                        source=source,
+                        algorithm=algorithm,
+                        read_size=settings.read_size,
+                    )
+                )
+                chunks_in = hashed_in
+            blocks_out, blocks_in = trio.open_memory_channel[Block](settings.read_ahead)
+            nursery.start_soon(
+                partial(reader, chunks_in, blocks_out, source=source, read_size=settings.read_size)
+            )
+            acks_out, acks_in = trio.open_memory_channel[int](1)
+            nursery.start_soon(
+                partial(
+                    sender,
+                    blocks_in,
+                    acks_out,
+                    transport=transport,
+                    url=url,
+                    headers=headers,
+                    source=source,
+                    start=start,
+                    stop=stop,
+                    algorithm=algorithm,
+                    read_size=settings.read_size,
+                )
+            )
+            nursery.start_soon(partial(reporter, acks_in, on_acknowledged=record))
+    except BaseExceptionGroup as group:
+        if group.split(Exception)[1] is not None:
+            raise  # Cancelled or KeyboardInterrupt: trio and the caller deal with those
+        logger.debug("pipeline failed at offset %d", acknowledged, exc_info=group)
+        _raise_from_group(group)
+    return acknowledged

@@ -1,0 +1,651 @@
+"""The tus 1.0.0 protocol, sans I/O.
+
+Rules of this module: no sockets, no files, no trio, no httpx. It says *what to send* (requests
+as frozen values) and *what an answer means* (typed results, or typed errors from
+:mod:`tuspipe._errors`); the transport does the talking.
+
+Theory of operation
+-------------------
+An upload is a resource on the server with a length and an offset (how many bytes it holds).
+The client creates it (POST to the creation endpoint; the answer's ``Location`` names it),
+asks for its offset (HEAD), and appends bytes at exactly that offset (PATCH). The server is the
+authority on offsets: every PATCH answer carries the new ``Upload-Offset``, which may be less
+than the client sent (the server stored a prefix), never more and never less than the offset
+the request started from. :func:`parse_patch` enforces that.
+
+What a status means for the client is one table, :data:`STATUS_ACTIONS`, read by
+:func:`classify_status`; which exception a status becomes is another, :data:`STATUS_ERRORS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urljoin, urlsplit
+
+from ._errors import (
+    ChecksumMismatchError,
+    OffsetMismatchError,
+    ProtocolError,
+    ResponseError,
+    UnsupportedFeatureError,
+    UploadNotFoundError,
+    UploadTooLargeError,
+    UsageError,
+    VersionMismatchError,
+)
+
+__all__ = [
+    "CHECKSUM_ALGORITHMS",
+    "OFFSET_CONTENT_TYPE",
+    "STATUS_ACTIONS",
+    "STATUS_ERRORS",
+    "TUS_VERSION",
+    "Action",
+    "Hasher",
+    "Request",
+    "Response",
+    "ServerCapabilities",
+    "UploadStatus",
+    "checksum_header",
+    "choose_checksum",
+    "classify_status",
+    "creation_request",
+    "decode_metadata",
+    "delete_request",
+    "encode_metadata",
+    "error_for",
+    "head_request",
+    "new_hasher",
+    "options_request",
+    "parse_capabilities",
+    "parse_creation",
+    "parse_head",
+    "parse_patch",
+    "parse_termination",
+    "patch_request",
+    "resolve_location",
+    "validate_headers",
+    "validate_url",
+]
+
+TUS_VERSION = "1.0.0"
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+
+# Headers the protocol layer owns: a caller may not set them through `headers=`, because a
+# wrong value would corrupt the upload or the request framing.
+_RESERVED_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-type",
+        "host",
+        "transfer-encoding",
+        "tus-resumable",
+        "upload-checksum",
+        "upload-concat",
+        "upload-defer-length",
+        "upload-length",
+        "upload-metadata",
+        "upload-offset",
+        "x-http-method-override",
+    }
+)
+
+_METHODS = frozenset({"OPTIONS", "POST", "HEAD", "PATCH", "DELETE"})
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to send: method, absolute URL and headers; the body is the transport's job.
+
+    ``offset`` and ``content_length`` are the ``Upload-Offset`` and the number of body bytes a
+    PATCH announces; other requests leave them None.
+    """
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    offset: int | None = None
+    content_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise UsageError(f"tus has no {self.method!r} request")
+        validate_url(self.url)
+        if self.content_length is not None and self.content_length < 0:
+            raise UsageError(f"a request body cannot have {self.content_length} bytes")
+
+
+@dataclass(frozen=True)
+class Response:
+    """A server's answer: status, headers with lower-case names, and (part of) the body."""
+
+    status_code: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    """What HEAD says about an upload: its offset and, when declared, its length."""
+
+    offset: int
+    length: int | None
+    expires: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerCapabilities:
+    """What OPTIONS says about a server."""
+
+    versions: tuple[str, ...]
+    extensions: frozenset[str]
+    max_size: int | None
+    checksum_algorithms: tuple[str, ...]
+
+    def supports(self, extension: str) -> bool:
+        return extension in self.extensions
+
+
+class Action(enum.Enum):
+    """What the client does after a status (the handling policy of PROTOCOL.md)."""
+
+    SUCCESS = "success"
+    RETRY = "retry"  # transient: wait, then try again (after HEAD where the offset may move)
+    RESYNC = "resync"  # offsets disagree: HEAD, continue from the server's offset
+    RESEND = "resend"  # the bytes arrived corrupted: send the same bytes again
+    RECREATE = "recreate"  # the upload is gone: create a new one
+    FATAL = "fatal"  # nothing the client can do changes the answer
+
+
+STATUS_ACTIONS: Mapping[int, Action] = {
+    200: Action.SUCCESS,
+    201: Action.SUCCESS,
+    204: Action.SUCCESS,
+    400: Action.FATAL,
+    401: Action.FATAL,
+    403: Action.FATAL,  # on HEAD it means "gone": see classify_status
+    404: Action.RECREATE,
+    408: Action.RETRY,
+    409: Action.RESYNC,
+    410: Action.RECREATE,
+    412: Action.FATAL,
+    413: Action.FATAL,
+    415: Action.FATAL,
+    423: Action.RETRY,
+    429: Action.RETRY,
+    460: Action.RESEND,
+}
+
+
+def classify_status(method: str, status_code: int) -> Action:
+    """Map an answer's status to what the client does next."""
+    if method == "HEAD" and status_code == 403:
+        return Action.RECREATE
+    action = STATUS_ACTIONS.get(status_code)
+    if action is not None:
+        return action
+    if 200 <= status_code < 300:
+        return Action.SUCCESS
+    if status_code >= 500:
+        return Action.RETRY
+    return Action.FATAL
+
+
+STATUS_ERRORS: Mapping[int, type[ResponseError]] = {
+    404: UploadNotFoundError,
+    409: OffsetMismatchError,
+    410: UploadNotFoundError,
+    412: VersionMismatchError,
+    413: UploadTooLargeError,
+    460: ChecksumMismatchError,
+}
+
+_STATUS_MESSAGES: Mapping[int, str] = {
+    400: "the server rejected the request as malformed",
+    401: "the server asks for authentication; pass credentials in headers=",
+    403: "the server refused the request",
+    404: "the upload does not exist on the server",
+    409: "the server's offset differs from the client's",
+    410: "the upload has expired or was deleted",
+    412: "the server does not speak tus 1.0.0",
+    413: "the upload is larger than the server accepts",
+    415: "the server rejected the content type",
+    423: "the upload is locked by another request",
+    429: "the server is rate-limiting this client",
+    460: "the server found a checksum mismatch; the chunk arrived corrupted",
+}
+
+
+def error_for(request: Request, response: Response, message: str | None = None) -> ResponseError:
+    """The exception that an unwanted answer to `request` becomes."""
+    status = response.status_code
+    error_type = STATUS_ERRORS.get(status, ResponseError)
+    if request.method == "HEAD" and status == 403:
+        error_type = UploadNotFoundError
+    if message is None:
+        message = _STATUS_MESSAGES.get(status, "the server answered with an unexpected status")
+    if status == 412:
+        offered = response.headers.get("tus-version", "")
+        message = f"{message} (it offers: {offered or 'no version named'})"
+    return error_type(
+        message,
+        status_code=status,
+        body=response.body,
+        headers=response.headers,
+        method=request.method,
+        url=request.url,
+    )
+
+
+def _protocol_error(request: Request, response: Response, message: str) -> ProtocolError:
+    return ProtocolError(
+        message,
+        status_code=response.status_code,
+        body=response.body,
+        headers=response.headers,
+        method=request.method,
+        url=request.url,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------------
+
+
+def validate_url(url: str) -> str:
+    """Return `url` if it is an absolute http(s) URL with a host; raise UsageError otherwise."""
+    if not isinstance(url, str):
+        raise UsageError(f"a URL must be a str, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise UsageError(f"{url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"{url!r} is not an http:// or https:// URL")
+    if not parts.hostname:
+        raise UsageError(f"{url!r} has no host")
+    return url
+
+
+def validate_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Check caller-supplied headers and return them as pairs.
+
+    Names the protocol layer sets itself (``Upload-Offset``, ``Content-Length``, ...) are refused:
+    overriding them would corrupt the upload.
+    """
+    if headers is None:
+        return ()
+    if not isinstance(headers, Mapping):
+        raise UsageError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
+    pairs: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise UsageError(f"header {name!r}: names and values must be str")
+        if not name or any(c in name for c in " \t\r\n:"):
+            raise UsageError(f"{name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise UsageError(f"the value of header {name!r} contains a line break or NUL")
+        if name.lower() in _RESERVED_HEADERS:
+            raise UsageError(f"header {name!r} is set by tuspipe itself and cannot be overridden")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+# --------------------------------------------------------------------------------------------
+# Upload-Metadata
+# --------------------------------------------------------------------------------------------
+
+
+def encode_metadata(metadata: Mapping[str, str | bytes] | None) -> str | None:
+    """Encode `metadata` as an ``Upload-Metadata`` value, or None when there is nothing to send.
+
+    Keys must be non-empty ASCII without spaces or commas, unique once stripped of surrounding
+    whitespace. str values are sent as UTF-8, bytes values as they are; an empty value sends
+    the key alone.
+    """
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise UsageError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    seen: set[str] = set()
+    pairs: list[str] = []
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise UsageError(f"metadata key {key!r} must be a str")
+        if not key:
+            raise UsageError("metadata keys must not be empty")
+        if not key.isascii() or not key.isprintable():
+            raise UsageError(f"metadata key {key!r} must be printable ASCII")
+        if any(c in key for c in " ,\t"):
+            raise UsageError(f"metadata key {key!r} must not contain spaces or commas")
+        if key in seen:
+            raise UsageError(f"metadata key {key!r} appears twice")
+        seen.add(key)
+        if isinstance(value, str):
+            raw = value.encode("utf-8")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+        else:
+            raise UsageError(
+                f"metadata value for {key!r} must be str or bytes, not {type(value).__name__}"
+            )
+        pairs.append(f"{key} {base64.b64encode(raw).decode('ascii')}" if raw else key)
+    return ",".join(pairs) if pairs else None
+
+
+def decode_metadata(value: str) -> dict[str, bytes]:
+    """Decode an ``Upload-Metadata`` value into raw bytes per key.
+
+    Raises ValueError for a malformed value (bad base64, an empty or repeated key).
+    """
+    result: dict[str, bytes] = {}
+    if not value.strip():
+        return result
+    for item in value.split(","):
+        parts = item.strip().split(" ")
+        key = parts[0]
+        if not key or len(parts) > 2:
+            raise ValueError(f"malformed Upload-Metadata pair {item!r}")
+        if key in result:
+            raise ValueError(f"Upload-Metadata repeats the key {key!r}")
+        try:
+            result[key] = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
+        except ValueError as exc:
+            raise ValueError(f"Upload-Metadata value of {key!r} is not base64") from exc
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums
+# --------------------------------------------------------------------------------------------
+
+
+class Hasher(Protocol):
+    """The part of hashlib's interface the checksummer uses."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _Crc32:
+    """crc32 with hashlib's interface; its digest is the 4-byte big-endian value."""
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def digest(self) -> bytes:
+        return (self._value & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+# Preference order for checksum="auto": the strongest first. On CPUs with SHA extensions
+# sha256 hashes as fast as sha1, so strength costs nothing there.
+CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha256", "sha512", "sha1", "md5", "crc32")
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    """A fresh hasher for one of :data:`CHECKSUM_ALGORITHMS`."""
+    if algorithm == "crc32":
+        return _Crc32()
+    if algorithm in CHECKSUM_ALGORITHMS:
+        return hashlib.new(algorithm)
+    raise UsageError(
+        f"unknown checksum algorithm {algorithm!r}; choose one of "
+        f"{', '.join(CHECKSUM_ALGORITHMS)}, 'auto' or None"
+    )
+
+
+def checksum_header(algorithm: str, digest: bytes) -> str:
+    """The ``Upload-Checksum`` value for a digest."""
+    return f"{algorithm} {base64.b64encode(digest).decode('ascii')}"
+
+
+def choose_checksum(requested: str | None, capabilities: ServerCapabilities | None) -> str | None:
+    """The algorithm to use, given what the caller asked for and what the server offers.
+
+    ``None`` means no checksum. ``"auto"`` takes the strongest algorithm the server lists, or
+    none when it lists none. An explicit algorithm must be known, and must be offered by the
+    server when the server said what it offers.
+    """
+    if requested is None:
+        return None
+    if not isinstance(requested, str):
+        raise UsageError(f"checksum must be a str or None, not {type(requested).__name__}")
+    requested = requested.lower()
+    if requested == "auto":
+        if capabilities is None or not capabilities.supports("checksum"):
+            return None
+        offered = set(capabilities.checksum_algorithms)
+        return next((name for name in CHECKSUM_ALGORITHMS if name in offered), None)
+    new_hasher(requested)  # raises UsageError for an unknown name
+    if capabilities is not None:
+        if not capabilities.supports("checksum"):
+            raise UnsupportedFeatureError(
+                f"checksum={requested!r} was asked for, but the server does not support the "
+                "tus checksum extension; use checksum=None or 'auto'"
+            )
+        if requested not in capabilities.checksum_algorithms:
+            raise UnsupportedFeatureError(
+                f"the server does not offer the {requested!r} checksum; it offers "
+                f"{', '.join(capabilities.checksum_algorithms) or 'none'}"
+            )
+    return requested
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+# --------------------------------------------------------------------------------------------
+
+
+def _tus_headers(
+    extra: Iterable[tuple[str, str]], *own: tuple[str, str]
+) -> tuple[tuple[str, str], ...]:
+    return (*extra, ("Tus-Resumable", TUS_VERSION), *own)
+
+
+def options_request(url: str, headers: Iterable[tuple[str, str]] = ()) -> Request:
+    """OPTIONS: ask what the server supports (no ``Tus-Resumable``, as the protocol says)."""
+    return Request("OPTIONS", url, tuple(headers))
+
+
+def creation_request(
+    url: str,
+    length: int | None,
+    metadata: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Request:
+    """POST to the creation endpoint; `length` None defers it (``Upload-Defer-Length: 1``)."""
+    if length is None:
+        own = [("Upload-Defer-Length", "1")]
+    elif length < 0:
+        raise UsageError(f"an upload cannot be {length} bytes long")
+    else:
+        own = [("Upload-Length", str(length))]
+    if metadata:
+        own.append(("Upload-Metadata", metadata))
+    return Request("POST", url, _tus_headers(headers, *own))
+
+
+def head_request(url: str, headers: Iterable[tuple[str, str]] = ()) -> Request:
+    """HEAD: ask for an upload's offset and length."""
+    return Request("HEAD", url, _tus_headers(headers))
+
+
+def patch_request(
+    url: str,
+    offset: int,
+    length: int,
+    checksum: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Request:
+    """PATCH: append `length` bytes at `offset`; `checksum` is a ready ``Upload-Checksum``."""
+    if offset < 0 or length < 0:
+        raise UsageError(f"cannot send {length} bytes at offset {offset}")
+    own = [
+        ("Upload-Offset", str(offset)),
+        ("Content-Type", OFFSET_CONTENT_TYPE),
+        ("Content-Length", str(length)),
+    ]
+    if checksum is not None:
+        own.append(("Upload-Checksum", checksum))
+    return Request("PATCH", url, _tus_headers(headers, *own), offset=offset, content_length=length)
+
+
+def delete_request(url: str, headers: Iterable[tuple[str, str]] = ()) -> Request:
+    """DELETE: terminate an upload."""
+    return Request("DELETE", url, _tus_headers(headers))
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _parse_count(request: Request, response: Response, name: str) -> int | None:
+    """A non-negative integer header, None when absent; ProtocolError when malformed."""
+    raw = response.headers.get(name)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    # isdigit() alone accepts non-ASCII digits; int() would accept "+1", " 1" and "1_000".
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        raise _protocol_error(
+            request, response, f"the server sent a malformed {name}: {raw[:40]!r}"
+        )
+    return int(raw)
+
+
+def _expect_success(request: Request, response: Response, *accepted: int) -> None:
+    if response.status_code not in accepted:
+        raise error_for(request, response)
+
+
+def parse_capabilities(request: Request, response: Response) -> ServerCapabilities:
+    """Read an OPTIONS answer; a server that does not offer tus 1.0.0 is an error."""
+    _expect_success(request, response, 200, 204)
+    versions = _split_list(response.headers.get("tus-version", ""))
+    if TUS_VERSION not in versions:
+        offered = ", ".join(versions) or "no tus version at all"
+        raise VersionMismatchError(
+            f"the server does not speak tus {TUS_VERSION} (it offers: {offered})",
+            status_code=response.status_code,
+            body=response.body,
+            headers=response.headers,
+            method=request.method,
+            url=request.url,
+        )
+    return ServerCapabilities(
+        versions=versions,
+        extensions=frozenset(_split_list(response.headers.get("tus-extension", ""))),
+        max_size=_parse_count(request, response, "tus-max-size"),
+        checksum_algorithms=tuple(
+            name.lower() for name in _split_list(response.headers.get("tus-checksum-algorithm", ""))
+        ),
+    )
+
+
+def resolve_location(request_url: str, location: str) -> str:
+    """Resolve a (possibly relative) ``Location`` against the URL the request went to."""
+    absolute = urljoin(request_url, location.strip())
+    try:
+        return validate_url(absolute)
+    except UsageError as exc:
+        raise ValueError(f"Location {location!r} does not lead to an http(s) URL") from exc
+
+
+def _check_tus_answer(request: Request, response: Response) -> None:
+    if response.status_code == 412:
+        raise error_for(request, response)
+    resumable = response.headers.get("tus-resumable")
+    if resumable is not None and resumable.strip() != TUS_VERSION:
+        raise VersionMismatchError(
+            f"the server answered with Tus-Resumable {resumable!r}, not {TUS_VERSION}",
+            status_code=response.status_code,
+            body=response.body,
+            headers=response.headers,
+            method=request.method,
+            url=request.url,
+        )
+
+
+def parse_creation(request: Request, response: Response) -> str:
+    """Read a creation answer: the new upload's absolute URL."""
+    _check_tus_answer(request, response)
+    _expect_success(request, response, 201)
+    location = response.headers.get("location")
+    if not location or not location.strip():
+        raise _protocol_error(
+            request, response, "the server created an upload but sent no Location"
+        )
+    try:
+        return resolve_location(request.url, location)
+    except ValueError as exc:
+        raise _protocol_error(request, response, str(exc)) from None
+
+
+def parse_head(request: Request, response: Response) -> UploadStatus:
+    """Read a HEAD answer: the upload's offset and declared length."""
+    _check_tus_answer(request, response)
+    _expect_success(request, response, 200, 204)
+    offset = _parse_count(request, response, "upload-offset")
+    if offset is None:
+        raise _protocol_error(request, response, "the server's HEAD answer has no Upload-Offset")
+    length = _parse_count(request, response, "upload-length")
+    if length is not None and offset > length:
+        raise _protocol_error(
+            request, response, f"the server reports offset {offset} beyond the length {length}"
+        )
+    return UploadStatus(
+        offset=offset, length=length, expires=response.headers.get("upload-expires")
+    )
+
+
+def parse_patch(request: Request, response: Response) -> int:
+    """Read a PATCH answer: the server's new offset.
+
+    It must lie between the offset the request started at and that offset plus the bytes sent;
+    anything else breaks the protocol.
+    """
+    _check_tus_answer(request, response)
+    _expect_success(request, response, 200, 204)
+    new_offset = _parse_count(request, response, "upload-offset")
+    if new_offset is None:
+        raise _protocol_error(request, response, "the server's PATCH answer has no Upload-Offset")
+    sent_from = request.offset or 0
+    sent_to = sent_from + (request.content_length or 0)
+    if not sent_from <= new_offset <= sent_to:
+        raise _protocol_error(
+            request,
+            response,
+            f"the server reports offset {new_offset} after a PATCH of bytes "
+            f"{sent_from}..{sent_to}; it must lie in that range",
+        )
+    return new_offset
+
+
+def parse_termination(request: Request, response: Response) -> None:
+    """Read a DELETE answer: 204, or an upload that is already gone, is success."""
+    _check_tus_answer(request, response)
+    if response.status_code in (200, 204, 404, 410):
+        return
+    raise error_for(request, response)

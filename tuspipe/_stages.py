@@ -1,0 +1,258 @@
+"""The pipeline's stages: chunker, checksummer, reader and sender.
+
+Each stage is one ``async def`` that owns the channel ends it is given (``with outbound:``
+closes them on every exit, which tells the next stage the stream has ended), loops over its
+inbound channel, and knows nothing about the other stages. Blocking work (file reads, hashing)
+runs in worker threads via ``trio.to_thread`` so the event loop keeps the socket busy.
+
+What flows between them:
+
+* :class:`Chunk` - a span of the source that one PATCH carries, with its ``Upload-Checksum``
+  once the checksummer has hashed it. A chunk holds no bytes, so a 1 GiB chunk costs nothing.
+* :class:`Block` - up to ``read_size`` bytes of one chunk, read ahead by the reader. Blocks
+  never straddle chunks; the reader's bounded channel is the read-ahead window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, replace
+
+import trio
+
+from ._errors import ProtocolError
+from ._protocol import checksum_header, new_hasher, parse_patch, patch_request
+from ._source import Source
+from ._transport import Transport
+
+__all__ = ["Block", "Chunk", "checksummer", "chunker", "reader", "reporter", "sender"]
+
+logger = logging.getLogger("tuspipe")
+
+# A server that answers PATCH after PATCH without storing a byte would loop forever.
+MAX_PATCHES_WITHOUT_PROGRESS = 3
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The span ``[offset, offset + length)`` of the source, sent as one PATCH."""
+
+    offset: int
+    length: int
+    checksum: str | None = None  # a ready Upload-Checksum value, set by the checksummer
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.length <= 0:
+            raise ValueError(f"a chunk needs offset >= 0 and length > 0, not {self}")
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True)
+class Block:
+    """Bytes of the source at `offset`, lying inside `chunk`."""
+
+    chunk: Chunk
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+def _spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
+    """``(offset, length)`` pairs cutting ``[start, stop)`` into pieces of at most `size`."""
+    for offset in range(start, stop, size):
+        yield offset, min(size, stop - offset)
+
+
+def _hash_range(source: Source, offset: int, length: int, algorithm: str, read_size: int) -> bytes:
+    hasher = new_hasher(algorithm)
+    for piece_offset, piece_length in _spans(offset, offset + length, read_size):
+        hasher.update(source.read_at(piece_offset, piece_length))
+    return hasher.digest()
+
+
+async def digest_range(
+    source: Source, offset: int, length: int, algorithm: str, read_size: int
+) -> str:
+    """The ``Upload-Checksum`` value for a span, hashed in a worker thread."""
+    digest = await trio.to_thread.run_sync(
+        _hash_range, source, offset, length, algorithm, read_size
+    )
+    return checksum_header(algorithm, digest)
+
+
+async def chunker(
+    outbound: trio.MemorySendChannel[Chunk], *, start: int, stop: int, chunk_size: int
+) -> None:
+    """Cut ``[start, stop)`` into chunks of `chunk_size` bytes (the last may be shorter)."""
+    with outbound:
+        for offset, length in _spans(start, stop, chunk_size):
+            await outbound.send(Chunk(offset, length))
+
+
+async def checksummer(
+    inbound: trio.MemoryReceiveChannel[Chunk],
+    outbound: trio.MemorySendChannel[Chunk],
+    *,
+    source: Source,
+    algorithm: str,
+    read_size: int,
+) -> None:
+    """Attach an ``Upload-Checksum`` to each chunk.
+
+    It reads the chunk's span itself rather than the reader's blocks: the header must be known
+    before the PATCH body starts, and holding a chunk's blocks until then would make memory
+    grow with the chunk size. While the sender streams chunk k, this hashes chunk k+1.
+    """
+    with inbound, outbound:
+        async for chunk in inbound:
+            checksum = await digest_range(source, chunk.offset, chunk.length, algorithm, read_size)
+            await outbound.send(replace(chunk, checksum=checksum))
+
+
+async def reader(
+    inbound: trio.MemoryReceiveChannel[Chunk],
+    outbound: trio.MemorySendChannel[Block],
+    *,
+    source: Source,
+    read_size: int,
+) -> None:
+    """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size`."""
+    with inbound, outbound:
+        async for chunk in inbound:
+            for offset, length in _spans(chunk.offset, chunk.end, read_size):
+                data = await trio.to_thread.run_sync(source.read_at, offset, length)
+                await outbound.send(Block(chunk, offset, data))
+
+
+class _BlockCursor:
+    """The sender's view of the reader's block stream, plus re-reads of what it already took.
+
+    The stream position is the offset of the next byte the stream will yield. Bytes the sender
+    needs below it were consumed by a PATCH the server did not fully store, so they are read
+    again from the source; stream bytes the server already holds are skipped.
+    """
+
+    def __init__(
+        self, blocks: trio.MemoryReceiveChannel[Block], source: Source, read_size: int
+    ) -> None:
+        self._blocks = blocks
+        self._source = source
+        self._read_size = read_size
+        self._pending: Block | None = None  # received from the stream, not yet consumed
+        self._consumed_to = 0  # end of the last consumed block
+        self._chunk: Chunk | None = None  # the chunk of the newest block received
+
+    async def _peek(self) -> Block:
+        if self._pending is None:
+            try:
+                self._pending = await self._blocks.receive()
+            except trio.EndOfChannel:
+                raise RuntimeError("the reader ended before the sender reached the end") from None
+            self._chunk = self._pending.chunk
+        return self._pending
+
+    def _consume(self) -> Block:
+        block = self._pending
+        assert block is not None
+        self._pending = None
+        self._consumed_to = block.end
+        return block
+
+    async def chunk_at(self, offset: int) -> Chunk:
+        """The chunk containing `offset`, dropping stream blocks of earlier chunks."""
+        while self._chunk is None or not self._chunk.offset <= offset < self._chunk.end:
+            if self._pending is not None:
+                self._consume()
+            await self._peek()
+        return self._chunk
+
+    async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[bytes]:
+        """Yield the source's bytes from `start` to the end of `chunk`, which holds `start`."""
+        position = self._pending.offset if self._pending is not None else self._consumed_to
+        for offset, length in _spans(start, min(chunk.end, position), self._read_size):
+            yield await trio.to_thread.run_sync(self._source.read_at, offset, length)
+        offset = max(start, position)
+        while offset < chunk.end:
+            await self._peek()
+            block = self._consume()
+            if block.end <= offset:  # the server already holds all of it
+                continue
+            # Blocks never straddle chunks, so only the head of a block can be unwanted.
+            data = block.data if block.offset >= offset else block.data[offset - block.offset :]
+            offset = block.end
+            yield data
+
+
+async def sender(
+    inbound: trio.MemoryReceiveChannel[Block],
+    acknowledged: trio.MemorySendChannel[int],
+    *,
+    transport: Transport,
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    source: Source,
+    start: int,
+    stop: int,
+    algorithm: str | None,
+    read_size: int,
+) -> None:
+    """PATCH the blocks to `url`, one request per chunk, and report each acknowledged offset.
+
+    The server is the authority: after every PATCH the sender continues from the offset the
+    server returned, which may be short of what was sent (the rest is sent again).
+    """
+    with inbound, acknowledged:
+        cursor = _BlockCursor(inbound, source, read_size)
+        offset = start
+        patches_without_progress = 0
+        while offset < stop:
+            chunk = await cursor.chunk_at(offset)
+            checksum = chunk.checksum
+            if algorithm is not None and offset != chunk.offset:
+                # A partial resend needs a digest of exactly the bytes it carries.
+                checksum = await digest_range(
+                    source, offset, chunk.end - offset, algorithm, read_size
+                )
+            request = patch_request(url, offset, chunk.end - offset, checksum, headers)
+            response = await transport.send(request, cursor.iter_bytes(offset, chunk))
+            new_offset = parse_patch(request, response)
+            if new_offset == offset:
+                patches_without_progress += 1
+                if patches_without_progress >= MAX_PATCHES_WITHOUT_PROGRESS:
+                    raise ProtocolError(
+                        f"the server accepted {patches_without_progress} PATCHes at offset "
+                        f"{offset} without storing a byte",
+                        status_code=response.status_code,
+                        body=response.body,
+                        headers=response.headers,
+                        method=request.method,
+                        url=request.url,
+                    )
+            else:
+                patches_without_progress = 0
+            if new_offset < chunk.end:
+                logger.info(
+                    "server stored %d of %d bytes at offset %d; continuing from %d",
+                    new_offset - offset,
+                    chunk.end - offset,
+                    offset,
+                    new_offset,
+                )
+            offset = new_offset
+            await acknowledged.send(offset)
+
+
+async def reporter(
+    inbound: trio.MemoryReceiveChannel[int], *, on_acknowledged: Callable[[int], None]
+) -> None:
+    """Hand each acknowledged offset to `on_acknowledged` (progress now, the journal later)."""
+    with inbound:
+        async for offset in inbound:
+            on_acknowledged(offset)

@@ -1,0 +1,160 @@
+"""The transport: the one place that talks HTTP (and the only module that imports httpx).
+
+It turns a :class:`~tuspipe._protocol.Request` into an httpx request on one pooled
+``httpx.AsyncClient`` (so every request of an upload reuses the same connection), streams the
+body it is given, and returns a :class:`~tuspipe._protocol.Response`. httpx's exceptions are
+mapped into tuspipe's tree in one place, :func:`_mapped_errors`; timeouts are always explicit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Union
+
+import httpx
+
+from ._errors import NetworkError, NetworkTimeoutError, UsageError
+from ._protocol import Request, Response
+
+__all__ = ["CertTypes", "Transport", "VerifyTypes", "make_ssl_context"]
+
+logger = logging.getLogger("tuspipe")
+
+VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+CertTypes = Union[str, "os.PathLike[str]", tuple[str, str], tuple[str, str, str]]
+
+# tus answers carry their meaning in headers; a body is only kept to quote it in errors, so a
+# hostile or broken server cannot make the client buffer an unbounded answer.
+MAX_RESPONSE_BODY = 64 * 1024
+
+
+def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) -> ssl.SSLContext:
+    """Build the TLS context for `verify` and `cert`, with the meanings httpx gives them.
+
+    `verify`: True (the certifi bundle), False (no verification), a CA bundle file or directory,
+    or a ready ``ssl.SSLContext``. `cert`: a PEM file holding certificate and key, or a
+    ``(cert, key)`` or ``(cert, key, password)`` tuple.
+    """
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif verify is True or verify is False:
+        context = httpx.create_ssl_context(verify=verify)
+    elif isinstance(verify, (str, os.PathLike)):
+        location = os.fspath(verify)
+        if os.path.isdir(location):
+            context = ssl.create_default_context(capath=location)
+        elif os.path.isfile(location):
+            context = ssl.create_default_context(cafile=location)
+        else:
+            raise UsageError(f"verify={location!r}: no CA bundle file or directory there")
+    else:
+        raise UsageError(f"verify must be a bool, a path or an ssl.SSLContext, not {verify!r}")
+    if cert is not None:
+        if isinstance(cert, (str, os.PathLike)):
+            context.load_cert_chain(os.fspath(cert))
+        elif isinstance(cert, tuple) and len(cert) in (2, 3):
+            context.load_cert_chain(*cert)
+        else:
+            raise UsageError("cert must be a path or a (cert, key[, password]) tuple")
+    return context
+
+
+@contextmanager
+def _mapped_errors(request: Request) -> Iterator[None]:
+    """Translate httpx's exceptions into tuspipe's tree; everything else passes untouched."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise NetworkTimeoutError(
+            f"{request.method} {request.url} timed out ({type(exc).__name__})"
+        ) from exc
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise NetworkError(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+class Transport:
+    """A pooled HTTP client for tus requests; use it as an async context manager.
+
+    Args:
+        timeout: seconds allowed for each connect, read, write and pool wait (never infinite).
+        verify, cert: TLS settings, see :func:`make_ssl_context`.
+        client: an ``httpx.AsyncClient`` to use instead of making one; it is not closed here.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 60.0,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self._owns_client = client is None
+        if client is None:
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(float(timeout)),
+                verify=make_ssl_context(verify, cert),
+                follow_redirects=False,
+            )
+        self._client = client
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def send(self, request: Request, body: AsyncIterable[bytes] | None = None) -> Response:
+        """Send `request` (streaming `body` if given) and return the server's answer.
+
+        Raises NetworkError or NetworkTimeoutError when no answer arrives. Exceptions raised
+        by `body` itself (a failing local read, say) propagate unchanged.
+        """
+        http_request = self._client.build_request(
+            request.method,
+            request.url,
+            headers=list(request.headers),
+            content=body,
+        )
+        logger.debug("%s %s", request.method, request.url)
+        with _mapped_errors(request):
+            http_response = await self._client.send(http_request, stream=True)
+            try:
+                body_bytes = await _read_limited(http_response.aiter_raw())
+            finally:
+                await http_response.aclose()
+        response = Response(
+            status_code=http_response.status_code,
+            headers={name.lower(): value for name, value in http_response.headers.items()},
+            body=body_bytes,
+        )
+        logger.debug("%s %s -> %d", request.method, request.url, response.status_code)
+        return response
+
+
+async def _read_limited(stream: AsyncIterator[bytes]) -> bytes:
+    """Read at most MAX_RESPONSE_BODY bytes of a response body and drop the rest."""
+    parts: list[bytes] = []
+    kept = 0
+    async for part in stream:
+        if kept < MAX_RESPONSE_BODY:
+            parts.append(part[: MAX_RESPONSE_BODY - kept])
+            kept += len(parts[-1])
+    return b"".join(parts)
