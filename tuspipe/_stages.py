@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
-from ._errors import ProtocolError
+from ._errors import ChecksumMismatchError, ProtocolError
 from ._protocol import checksum_header, new_hasher, parse_patch, patch_request
 from ._source import Source
 from ._transport import Transport
@@ -32,6 +32,9 @@ logger = logging.getLogger("tuspipe")
 
 # A server that answers PATCH after PATCH without storing a byte would loop forever.
 MAX_PATCHES_WITHOUT_PROGRESS = 3
+# A chunk the server reports corrupted (460) is sent again this many times before giving up:
+# a flaky link corrupts once in a while, a broken one every time.
+MAX_CHECKSUM_RESENDS = 3
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ async def sender(
         cursor = _BlockCursor(inbound, source, read_size)
         offset = start
         patches_without_progress = 0
+        checksum_resends = 0
         while offset < stop:
             chunk = await cursor.chunk_at(offset)
             checksum = chunk.checksum
@@ -222,7 +226,21 @@ async def sender(
                 )
             request = patch_request(url, offset, chunk.end - offset, checksum, headers)
             response = await transport.send(request, cursor.iter_bytes(offset, chunk))
-            new_offset = parse_patch(request, response)
+            try:
+                new_offset = parse_patch(request, response)
+            except ChecksumMismatchError:
+                # The server stored nothing and its offset is unchanged: send the same bytes.
+                checksum_resends += 1
+                if checksum_resends > MAX_CHECKSUM_RESENDS:
+                    raise
+                logger.warning(
+                    "the server found the chunk at offset %d corrupted; sending it again (%d/%d)",
+                    offset,
+                    checksum_resends,
+                    MAX_CHECKSUM_RESENDS,
+                )
+                continue
+            checksum_resends = 0
             if new_offset == offset:
                 patches_without_progress += 1
                 if patches_without_progress >= MAX_PATCHES_WITHOUT_PROGRESS:

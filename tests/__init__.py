@@ -1,0 +1,1 @@
+"""tuspipe's test suite (a package, so tests can share helpers and `python -m tests.demo` runs)."""
