@@ -1,0 +1,1 @@
+"""Benchmarks for tuspipe: a fast local tus discard sink and client-against-client timings."""
