@@ -105,7 +105,10 @@ class _BytesSource:
     """Bytes in memory."""
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        self._view = memoryview(data).cast("B")
+        view = memoryview(data)
+        if not view.c_contiguous:  # a strided view cannot be cast to bytes; copy it
+            view = memoryview(view.tobytes())
+        self._view = view.cast("B")
         self.name = "<bytes>"
         self.size = len(self._view)
 
@@ -121,7 +124,9 @@ class _BytesSource:
 
 def _open_path(path: str | os.PathLike[str]) -> Source:
     name = os.fspath(path)
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it is refused below.
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | nonblock)
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -130,6 +135,8 @@ def _open_path(path: str | os.PathLike[str]) -> Source:
             raise UsageError(
                 f"{name!r} is not a regular file; pass its bytes or an open stream instead"
             )
+        if nonblock:
+            os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise

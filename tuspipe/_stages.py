@@ -26,7 +26,16 @@ from ._protocol import checksum_header, new_hasher, parse_patch, patch_request
 from ._source import Source
 from ._transport import Transport
 
-__all__ = ["Block", "Chunk", "checksummer", "chunker", "reader", "reporter", "sender"]
+__all__ = [
+    "Block",
+    "Chunk",
+    "checksummer",
+    "chunker",
+    "digest_range",
+    "reader",
+    "reporter",
+    "sender",
+]
 
 logger = logging.getLogger("tuspipe")
 

@@ -137,7 +137,11 @@ class Transport:
         with _mapped_errors(request):
             http_response = await self._client.send(http_request, stream=True)
             try:
-                body_bytes = await _read_limited(http_response.aiter_raw())
+                if http_response.is_stream_consumed:
+                    # Built in memory and already read (httpx.MockTransport, say): no stream.
+                    body_bytes = http_response.content[:MAX_RESPONSE_BODY]
+                else:
+                    body_bytes = await _read_limited(http_response.aiter_raw())
             finally:
                 await http_response.aclose()
         response = Response(
