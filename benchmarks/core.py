@@ -200,6 +200,8 @@ def _upload_tuspipe(path: str, url: str, chunk_size: int | None, checksum: str |
         checksum=checksum,
         metadata=_metadata(path),
         on_upload_url=lambda upload_url: _emit(_URL_LINE, upload_url),
+        # the journal stays on, as by default, but beside the test file, not in ~/.cache
+        journal=os.path.join(os.path.dirname(path), "tuspipe-journal"),
     )
     if result.offset != size:
         raise RuntimeError(f"tuspipe returned offset {result.offset} of {size}")

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+MakeFile = Callable[[int], Path]
+"""The `make_file` fixture: make a file of n pseudo-random bytes."""
+
 
 @dataclass(frozen=True)
 class TusServer:
@@ -83,6 +86,14 @@ def asgitus_server() -> TusServer:
 def tuspyserver_server() -> TusServer:
     """tuspyserver: the server here with concatenation."""
     return _server("tuspyserver")
+
+
+@pytest.fixture(autouse=True)
+def private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test journals into its own file, never into the user's cache directory."""
+    path = tmp_path / "journal"
+    monkeypatch.setenv("TUSPIPE_JOURNAL", str(path))
+    return path
 
 
 @pytest.fixture

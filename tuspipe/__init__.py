@@ -35,6 +35,7 @@ from ._errors import (
     UsageError,
     VersionMismatchError,
 )
+from ._journal import Journal, JournalEntry, default_journal_path
 from ._protocol import CHECKSUM_ALGORITHMS, TUS_VERSION
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
     "ChecksumMismatchError",
+    "Journal",
+    "JournalEntry",
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
@@ -59,6 +62,7 @@ __all__ = [
     "UsageError",
     "VersionMismatchError",
     "__version__",
+    "default_journal_path",
     "upload",
     "upload_async",
 ]

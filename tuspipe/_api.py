@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from functools import partial
+from typing import ParamSpec, TypeVar, Union
 
 import httpx
 import trio
 
-from ._errors import ResponseError, UsageError
+from ._errors import UploadNotFoundError, UsageError
+from ._fingerprint import fingerprint
+from ._journal import Journal, JournalEntry, has_expired, public_endpoint
 from ._pipeline import PipelineSettings, run_pipeline
 from ._protocol import (
     Request,
     Response,
     ServerCapabilities,
+    UploadStatus,
     choose_checksum,
     creation_request,
     encode_metadata,
@@ -29,9 +34,11 @@ from ._protocol import (
     parse_capabilities,
     parse_creation,
     parse_head,
+    upload_expires,
     validate_headers,
     validate_url,
 )
+from ._retry import RetryPolicy, retrying
 from ._source import Source, SourceLike, open_source
 from ._transport import CertTypes, Transport, VerifyTypes
 
@@ -40,6 +47,7 @@ __all__ = [
     "DEFAULT_READ_AHEAD",
     "DEFAULT_READ_SIZE",
     "DEFAULT_TIMEOUT",
+    "JournalOption",
     "ProgressCallback",
     "UploadResult",
     "upload",
@@ -57,6 +65,9 @@ DEFAULT_READ_SIZE = 1024 * 1024
 DEFAULT_READ_AHEAD = 4
 #: Seconds allowed for each connect, read, write and pool wait.
 DEFAULT_TIMEOUT = 60.0
+
+#: Seconds between journal records of the acknowledged offset during one upload.
+JOURNAL_WRITE_INTERVAL = 0.5
 
 ProgressCallback = Callable[[int, int], object]
 """Called as ``on_progress(acknowledged, total)`` after each offset the server confirms."""
@@ -120,6 +131,9 @@ async def _discover(
     return parse_capabilities(request, response)
 
 
+JournalOption = Union[bool, str, "os.PathLike[str]", Journal, None]
+
+
 async def upload_async(
     source: SourceLike,
     url: str | None = None,
@@ -130,6 +144,9 @@ async def upload_async(
     headers: Mapping[str, str] | None = None,
     checksum: str | None = None,
     stop_at: int | None = None,
+    journal: JournalOption = True,
+    resume: bool = True,
+    resume_key: str | None = None,
     on_progress: ProgressCallback | None = None,
     on_upload_url: Callable[[str], object] | None = None,
     verify: VerifyTypes = True,
@@ -143,19 +160,27 @@ async def upload_async(
 
     Args:
         source: a path, bytes, or a seekable binary file object (read from its position).
-        url: the creation endpoint (``https://host/files/``); a new upload is made there.
+        url: the creation endpoint (``https://host/files/``). An unfinished upload of the same
+            source to it that the journal remembers is continued; otherwise a new upload is
+            made there.
         upload_url: an existing upload to continue instead: its offset is asked for (HEAD)
-            and the upload goes on from there.
+            and the upload goes on from there. The journal is not consulted.
         chunk_size: bytes per PATCH request. Memory use does not grow with it.
         metadata: ``Upload-Metadata`` pairs; str values are sent as UTF-8, bytes as they are.
-        headers: extra headers for every request (authentication, say).
+        headers: extra headers for every request (authentication, say). Never journaled.
         checksum: None, an algorithm ("sha1", "sha256", "sha512", "md5", "crc32") or "auto"
             (the strongest the server lists; none if it lists none). An explicit algorithm
             the server does not offer is an UnsupportedFeatureError, before any byte is sent.
         stop_at: upload only up to this offset (the upload stays open for a later call).
-        on_progress: called as ``on_progress(acknowledged, total)`` after each PATCH.
-        on_upload_url: called with the upload's URL as soon as it is known, so that an
-            interrupted upload can be resumed with ``upload_url=``.
+        journal: where unfinished uploads are remembered so a later call resumes them: True
+            for the default file (``$TUSPIPE_JOURNAL``, else the user's cache directory), a
+            path, a :class:`Journal`, or None / False to remember nothing.
+        resume: False always makes a new upload, even if the journal knows an unfinished one.
+        resume_key: names a stream or bytes source across processes, so that its upload can
+            be resumed too (paths need none: their path and modification time name them).
+        on_progress: called as ``on_progress(acknowledged, total)`` once the starting offset
+            is known, then as the server acknowledges bytes.
+        on_upload_url: called with the upload's URL as soon as it is known.
         verify, cert: TLS verification and client certificate, as in httpx.
         timeout: seconds allowed for each connect, read, write and pool wait.
         read_size, read_ahead: bytes per read and reads held ahead of the sender.
@@ -168,7 +193,7 @@ async def upload_async(
         NetworkError, NetworkTimeoutError: the server could not be reached or stopped answering.
 
     Cancelling the call (a trio cancel scope, Ctrl-C) stops it at once; the bytes the server
-    acknowledged stay there, and ``upload_url=`` continues the upload later.
+    acknowledged stay there, and the next call for the same source and endpoint continues.
     """
     if url is None and upload_url is None:
         raise UsageError("give the creation endpoint `url`, or `upload_url` to resume")
@@ -176,101 +201,201 @@ async def upload_async(
         validate_url(url)
     if upload_url is not None:
         validate_url(upload_url)
+    if resume_key is not None and (not isinstance(resume_key, str) or not resume_key):
+        raise UsageError("resume_key must be a non-empty str")
     settings = PipelineSettings(
         chunk_size=_positive_int("chunk_size", chunk_size),
         read_size=_positive_int("read_size", read_size),
         read_ahead=_positive_int("read_ahead", read_ahead),
     )
-    extra_headers = validate_headers(headers)
-    metadata_value = encode_metadata(metadata)
+    plan = _Plan(
+        url=url,
+        upload_url=upload_url,
+        metadata=encode_metadata(metadata),
+        headers=validate_headers(headers),
+        checksum=checksum,
+        journal=_journal_from(journal),
+        resume=bool(resume),
+        resume_key=resume_key,
+        settings=settings,
+        on_progress=on_progress,
+        on_upload_url=on_upload_url,
+    )
     choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
-    if on_progress is not None and not callable(on_progress):
-        raise UsageError("on_progress must be callable")
+    for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
+        if callback is not None and not callable(callback):
+            raise UsageError(f"{name} must be callable")
     opened: Source = open_source(source)
     try:
         stop = _stop_offset(stop_at, opened.size)
         async with Transport(
             timeout=timeout, verify=verify, cert=cert, client=http_client
         ) as transport:
-            return await _upload(
-                transport,
-                opened,
-                url=url,
-                upload_url=upload_url,
-                metadata=metadata_value,
-                headers=extra_headers,
-                checksum=checksum,
-                stop=stop,
-                settings=settings,
-                on_progress=on_progress,
-                on_upload_url=on_upload_url,
-            )
+            return await _upload(transport, opened, plan, stop)
     finally:
         opened.close()
 
 
-async def _upload(
-    transport: Transport,
-    source: Source,
-    *,
-    url: str | None,
-    upload_url: str | None,
-    metadata: str | None,
-    headers: tuple[tuple[str, str], ...],
-    checksum: str | None,
-    stop: int,
-    settings: PipelineSettings,
-    on_progress: ProgressCallback | None,
-    on_upload_url: Callable[[str], object] | None,
-) -> UploadResult:
+def _journal_from(option: JournalOption) -> Journal | None:
+    if option is None or option is False:
+        return None
+    if option is True:
+        return Journal()
+    if isinstance(option, Journal):
+        return option
+    if isinstance(option, (str, os.PathLike)):
+        return Journal(option)
+    raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The validated request of one upload call."""
+
+    url: str | None
+    upload_url: str | None
+    metadata: str | None
+    headers: tuple[tuple[str, str], ...]
+    checksum: str | None
+    journal: Journal | None
+    resume: bool
+    resume_key: str | None
+    settings: PipelineSettings
+    on_progress: ProgressCallback | None
+    on_upload_url: Callable[[str], object] | None
+
+
+async def _journal_key(source: Source, plan: _Plan) -> str | None:
+    """The source's fingerprint for the journal, or None when this upload is not journaled."""
+    if plan.journal is None or plan.url is None or plan.upload_url is not None:
+        return None
+    identity = f"key:{plan.resume_key}" if plan.resume_key is not None else source.identity
+    if identity is None:
+        logger.debug("%s has no stable identity; pass resume_key= to journal it", source.name)
+        return None
+    return await trio.to_thread.run_sync(
+        partial(fingerprint, source, endpoint=plan.url, identity=identity)
+    )
+
+
+async def _resume_from_journal(
+    transport: Transport, source: Source, plan: _Plan, journal: Journal, key: str
+) -> tuple[str, int] | None:
+    """The (url, offset) of this source's unfinished upload, if the server still has it."""
+    entry = await trio.to_thread.run_sync(journal.get, key)
+    if entry is None:
+        return None
+    if has_expired(entry):
+        logger.info("the journaled upload %s has expired; starting a new one", entry.url)
+    else:
+        try:
+            status = await _head(transport, entry.url, plan.headers)
+        except UploadNotFoundError:
+            logger.info("the journaled upload %s is gone; starting a new one", entry.url)
+        else:
+            if status.length == source.size and status.offset <= source.size:
+                return entry.url, status.offset
+            logger.warning(
+                "the journaled upload %s holds %s of %s bytes, but %s has %d; "
+                "it is not this source's upload, so a new one is made",
+                entry.url,
+                status.offset,
+                status.length,
+                source.name,
+                source.size,
+            )
+    await trio.to_thread.run_sync(journal.forget, key)
+    return None
+
+
+async def _head(
+    transport: Transport, url: str, headers: tuple[tuple[str, str], ...]
+) -> UploadStatus:
+    """HEAD an upload, retrying transient failures: an unanswered HEAD is no reason to give
+    up an upload."""
+
+    async def attempt() -> UploadStatus:
+        request, response = await _exchange(transport, head_request(url, headers))
+        return parse_head(request, response)
+
+    return await retrying(attempt, RetryPolicy(), what=f"HEAD {url}")
+
+
+async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) -> UploadResult:
     capabilities = None
-    if checksum is not None:
-        capabilities = await _discover(transport, url or upload_url or "", headers)
-    algorithm = choose_checksum(checksum, capabilities)
-    if checksum == "auto" and algorithm is None:
+    if plan.checksum is not None:
+        capabilities = await _discover(transport, plan.url or plan.upload_url or "", plan.headers)
+    algorithm = choose_checksum(plan.checksum, capabilities)
+    if plan.checksum == "auto" and algorithm is None:
         logger.info("the server offers no checksum algorithm; uploading without checksums")
 
-    if upload_url is not None:
-        request, response = await _exchange(transport, head_request(upload_url, headers))
-        status = parse_head(request, response)
+    journal = plan.journal
+    key = await _journal_key(source, plan)
+    found = None
+    if key is not None and journal is not None and plan.resume:
+        found = await _resume_from_journal(transport, source, plan, journal, key)
+
+    if plan.upload_url is not None:
+        status = await _head(transport, plan.upload_url, plan.headers)
         if status.length != source.size:
-            raise ResponseError(
-                f"the upload at {upload_url} is {status.length} bytes long but {source.name} "
-                f"has {source.size}; it is not an upload of this source",
-                status_code=response.status_code,
-                headers=response.headers,
-                method=request.method,
-                url=request.url,
+            raise UsageError(
+                f"the upload at {plan.upload_url} is {status.length} bytes long but "
+                f"{source.name} has {source.size}; it is not an upload of this source"
             )
-        target, offset = upload_url, status.offset
+        target, offset = plan.upload_url, status.offset
         logger.info("resuming %s at offset %d of %d", target, offset, source.size)
+    elif found is not None:
+        target, offset = found
+        logger.info("resuming %s at offset %d of %d (journal)", target, offset, source.size)
     else:
-        assert url is not None
+        assert plan.url is not None
         request, response = await _exchange(
-            transport, creation_request(url, source.size, metadata, headers)
+            transport, creation_request(plan.url, source.size, plan.metadata, plan.headers)
         )
         target, offset = parse_creation(request, response), 0
         logger.info("created %s for %d bytes of %s", target, source.size, source.name)
-    if on_upload_url is not None:
-        on_upload_url(target)
+        if key is not None and journal is not None:
+            entry = JournalEntry(
+                key=key,
+                url=target,
+                endpoint=public_endpoint(plan.url),
+                source=source.name,
+                size=source.size,
+                expires=upload_expires(response),
+            )
+            await trio.to_thread.run_sync(journal.record_created, entry)
+    if plan.on_upload_url is not None:
+        plan.on_upload_url(target)
+    if plan.on_progress is not None:
+        plan.on_progress(offset, source.size)
 
-    def acknowledged(new_offset: int) -> None:
-        if on_progress is not None:
-            on_progress(new_offset, source.size)
+    next_journal_write = trio.current_time()
+
+    async def acknowledged(new_offset: int) -> None:
+        nonlocal next_journal_write
+        if plan.on_progress is not None:
+            plan.on_progress(new_offset, source.size)
+        # The journaled offset only says how far an upload got (the server is asked again
+        # before resuming), so a few writes a second are plenty and cost nothing measurable.
+        if key is not None and journal is not None and trio.current_time() >= next_journal_write:
+            next_journal_write = trio.current_time() + JOURNAL_WRITE_INTERVAL
+            await trio.to_thread.run_sync(journal.record_offset, key, new_offset)
 
     final = offset
     if offset < stop:
         final = await run_pipeline(
             transport=transport,
             url=target,
-            headers=headers,
+            headers=plan.headers,
             source=source,
             start=offset,
             stop=stop,
             algorithm=algorithm,
-            settings=settings,
+            settings=plan.settings,
             on_acknowledged=acknowledged,
         )
+    if final == source.size and key is not None and journal is not None:
+        await trio.to_thread.run_sync(journal.record_finished, key)
     return UploadResult(
         url=target, size=source.size, offset=final, resumed_from=offset, checksum=algorithm
     )

@@ -48,6 +48,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -60,6 +61,7 @@ __all__ = [
     "decode_records",
     "default_journal_path",
     "encode_record",
+    "has_expired",
     "public_endpoint",
     "replay",
 ]
@@ -320,9 +322,7 @@ class Journal:
         with self._locked(exclusive=True):
             live = replay(decode_records(self._read_bytes())[0])
             keep = {
-                key: entry
-                for key, entry in live.items()
-                if expired_only and not _has_expired(entry)
+                key: entry for key, entry in live.items() if expired_only and not has_expired(entry)
             }
             self._rewrite(keep.values())
         return len(live) - len(keep)
@@ -362,11 +362,10 @@ class Journal:
             os.close(directory)
 
 
-def _has_expired(entry: JournalEntry, now: float | None = None) -> bool:
+def has_expired(entry: JournalEntry, now: float | None = None) -> bool:
+    """True once the server's ``Upload-Expires`` for the upload has passed."""
     if not entry.expires:
         return False
-    from email.utils import parsedate_to_datetime
-
     try:
         moment = parsedate_to_datetime(entry.expires).timestamp()
     except (TypeError, ValueError):

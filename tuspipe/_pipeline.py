@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn
@@ -80,19 +80,19 @@ async def run_pipeline(
     stop: int,
     algorithm: str | None,
     settings: PipelineSettings,
-    on_acknowledged: Callable[[int], None],
+    on_acknowledged: Callable[[int], Awaitable[None]],
 ) -> int:
     """Upload the source's bytes ``[start, stop)`` to `url`; return the server's final offset.
 
     `start` must be the server's current offset. `on_acknowledged` is called with each offset
-    the server confirms, in order.
+    the server confirms, in increasing order (a newer one may supersede a few older ones).
     """
     acknowledged = start
 
-    def record(offset: int) -> None:
+    async def record(offset: int) -> None:
         nonlocal acknowledged
         acknowledged = offset
-        on_acknowledged(offset)
+        await on_acknowledged(offset)
 
     try:
         async with trio.open_nursery() as nursery:
@@ -117,7 +117,8 @@ async def run_pipeline(
             nursery.start_soon(
                 partial(reader, chunks_in, blocks_out, source=source, read_size=settings.read_size)
             )
-            acks_out, acks_in = trio.open_memory_channel[int](1)
+            # Roomy, so the sender hardly ever waits for the reporter, which coalesces anyway.
+            acks_out, acks_in = trio.open_memory_channel[int](64)
             nursery.start_soon(
                 partial(
                     sender,

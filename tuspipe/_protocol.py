@@ -70,6 +70,7 @@ __all__ = [
     "parse_termination",
     "patch_request",
     "resolve_location",
+    "upload_expires",
     "validate_headers",
     "validate_url",
 ]
@@ -618,6 +619,12 @@ def parse_head(request: Request, response: Response) -> UploadStatus:
     return UploadStatus(
         offset=offset, length=length, expires=response.headers.get("upload-expires")
     )
+
+
+def upload_expires(response: Response) -> str | None:
+    """The ``Upload-Expires`` date an answer carries (expiration extension), if any."""
+    value = response.headers.get("upload-expires", "").strip()
+    return value[:64] or None
 
 
 def parse_patch(request: Request, response: Response) -> int:

@@ -33,6 +33,12 @@ class Source(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def identity(self) -> str | None:
+        """What names this source across processes (a file's path, inode and mtime), or None
+        when nothing does (bytes, streams): then only a caller's ``resume_key`` can."""
+        ...
+
     def read_at(self, offset: int, length: int) -> bytes:
         """Exactly `length` bytes from `offset`; SourceChangedError if fewer exist."""
         ...
@@ -50,12 +56,21 @@ def _short_read(name: str, offset: int, wanted: int, got: int) -> SourceChangedE
 class _DescriptorSource:
     """A regular file read with ``os.pread``: positional, so concurrent reads do not interfere."""
 
-    def __init__(self, fd: int, name: str, base: int, size: int, owns_fd: bool) -> None:
+    def __init__(
+        self,
+        fd: int,
+        name: str,
+        base: int,
+        size: int,
+        owns_fd: bool,
+        identity: str | None = None,
+    ) -> None:
         self._fd = fd
         self._base = base
         self._owns_fd = owns_fd
         self.name = name
         self.size = size
+        self.identity = identity
 
     def read_at(self, offset: int, length: int) -> bytes:
         data = os.pread(self._fd, length, self._base + offset)
@@ -86,6 +101,7 @@ class _StreamSource:
         self._lock = threading.Lock()
         self.name = name
         self.size = size
+        self.identity: str | None = None
 
     def read_at(self, offset: int, length: int) -> bytes:
         with self._lock:
@@ -111,6 +127,7 @@ class _BytesSource:
         self._view = view.cast("B")
         self.name = "<bytes>"
         self.size = len(self._view)
+        self.identity: str | None = None
 
     def read_at(self, offset: int, length: int) -> bytes:
         data = self._view[offset : offset + length].tobytes()
@@ -140,7 +157,9 @@ def _open_path(path: str | os.PathLike[str]) -> Source:
     except BaseException:
         os.close(fd)
         raise
-    return _DescriptorSource(fd, name, base=0, size=info.st_size, owns_fd=True)
+    where = f"{os.path.abspath(name)}:{info.st_dev}:{info.st_ino}"
+    identity = f"file:{where}:{info.st_size}:{info.st_mtime_ns}"
+    return _DescriptorSource(fd, name, base=0, size=info.st_size, owns_fd=True, identity=identity)
 
 
 def _open_stream(stream: BinaryIO) -> Source:

@@ -16,7 +16,7 @@ What flows between them:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 import trio
@@ -277,9 +277,21 @@ async def sender(
 
 
 async def reporter(
-    inbound: trio.MemoryReceiveChannel[int], *, on_acknowledged: Callable[[int], None]
+    inbound: trio.MemoryReceiveChannel[int],
+    *,
+    on_acknowledged: Callable[[int], Awaitable[None]],
 ) -> None:
-    """Hand each acknowledged offset to `on_acknowledged` (progress now, the journal later)."""
+    """Hand acknowledged offsets to `on_acknowledged` (progress, the journal).
+
+    A newer offset supersedes older ones, so when offsets queue up while the callback is busy
+    (writing the journal, say) only the newest is handed on: the sender never waits for it.
+    """
     with inbound:
         async for offset in inbound:
-            on_acknowledged(offset)
+            newest = offset
+            while True:
+                try:
+                    newest = inbound.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await on_acknowledged(newest)
