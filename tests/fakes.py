@@ -27,7 +27,11 @@ Knobs for fault injection:
 * ``extensions`` / ``checksum_algorithms`` / ``max_size`` - what OPTIONS advertises;
   ``verify_checksums`` - whether ``Upload-Checksum`` is checked at all.
 * ``before_request`` - an async hook awaited before each request is handled (to block or
-  cancel at a precise point).
+  cancel at a precise point, or to raise an ``httpx`` transport error as a network failure).
+* ``upload_expires`` - an ``Upload-Expires`` date sent with every creation, HEAD and PATCH
+  answer (the expiration extension).
+* :meth:`FakeTusServer.set_length` and :meth:`FakeTusServer.set_data` - change what the
+  server holds for an upload behind the client's back (another client, a server-side bug).
 
 Every request is recorded in :attr:`FakeTusServer.requests` with its headers and body.
 """
@@ -109,6 +113,7 @@ class FakeTusServer:
         verify_checksums: bool = True,
         relative_locations: bool = False,
         before_request: Callable[[httpx.Request], Awaitable[None]] | None = None,
+        upload_expires: str | None = None,
     ) -> None:
         if not 0.0 <= store_fraction <= 1.0:
             raise ValueError(f"store_fraction must lie in [0, 1], not {store_fraction}")
@@ -120,6 +125,7 @@ class FakeTusServer:
         self.verify_checksums = verify_checksums
         self.relative_locations = relative_locations
         self.before_request = before_request
+        self.upload_expires = upload_expires
         self.uploads: dict[str, _Upload] = {}
         self.requests: list[SeenRequest] = []
         self.scripted: deque[ScriptedAnswer] = deque()
@@ -147,6 +153,14 @@ class FakeTusServer:
 
     def metadata_of(self, url: str) -> str | None:
         return self.uploads[self._upload_id(url)].metadata
+
+    def set_length(self, url: str, length: int | None) -> None:
+        """Change the ``Upload-Length`` the server holds for the upload at `url`."""
+        self.uploads[self._upload_id(url)].length = length
+
+    def set_data(self, url: str, data: bytes) -> None:
+        """Replace the bytes the server holds for the upload at `url` (its offset follows)."""
+        self.uploads[self._upload_id(url)].data = bytearray(data)
 
     def script(
         self,
@@ -210,6 +224,11 @@ class FakeTusServer:
         all_headers = {"Tus-Resumable": TUS_VERSION, **(headers or {})}
         return httpx.Response(status_code, headers=all_headers, content=body)
 
+    def _expiring(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.upload_expires is not None:
+            headers["Upload-Expires"] = self.upload_expires
+        return headers
+
     def _upload_id(self, url: str) -> str:
         if not url.startswith(self.endpoint):
             raise KeyError(url)
@@ -247,7 +266,7 @@ class FakeTusServer:
         url = self.create(length)
         self.uploads[self._upload_id(url)].metadata = headers.get("upload-metadata")
         location = urlsplit(url).path if self.relative_locations else url
-        return self._answer(201, {"Location": location})
+        return self._answer(201, self._expiring({"Location": location}))
 
     def _head(self, request: httpx.Request) -> httpx.Response:
         upload = self._find(request)
@@ -258,7 +277,7 @@ class FakeTusServer:
             headers["Upload-Defer-Length"] = "1"
         else:
             headers["Upload-Length"] = str(upload.length)
-        return self._answer(200, headers)
+        return self._answer(200, self._expiring(headers))
 
     def _patch(
         self, request: httpx.Request, headers: Mapping[str, str], body: bytes
@@ -285,7 +304,8 @@ class FakeTusServer:
         if self.store_fraction > 0 and body and keep == 0:
             keep = 1
         upload.data += body[:keep]
-        return self._answer(204, {"Upload-Offset": str(len(upload.data))}), checksum_ok
+        answer = self._answer(204, self._expiring({"Upload-Offset": str(len(upload.data))}))
+        return answer, checksum_ok
 
     def _delete(self, request: httpx.Request) -> httpx.Response:
         if self._find(request) is None:

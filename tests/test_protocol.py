@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import pathlib
 import pkgutil
 import types
 import zlib
@@ -16,7 +17,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tuspipe
-from tuspipe import _api, _errors, _pipeline, _protocol, _source, _stages, _transport
+from tuspipe import (
+    _api,
+    _errors,
+    _fingerprint,
+    _journal,
+    _pipeline,
+    _protocol,
+    _retry,
+    _source,
+    _stages,
+    _transport,
+)
 from tuspipe._errors import (
     ChecksumMismatchError,
     OffsetMismatchError,
@@ -29,6 +41,7 @@ from tuspipe._errors import (
     UsageError,
     VersionMismatchError,
 )
+from tuspipe._journal import has_expired
 from tuspipe._protocol import (
     CHECKSUM_ALGORITHMS,
     OFFSET_CONTENT_TYPE,
@@ -55,6 +68,7 @@ from tuspipe._protocol import (
     parse_patch,
     parse_termination,
     patch_request,
+    upload_expires,
     validate_headers,
     validate_url,
 )
@@ -87,6 +101,8 @@ EXPECTED_ALL = [
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
     "ChecksumMismatchError",
+    "Journal",
+    "JournalEntry",
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
@@ -101,6 +117,7 @@ EXPECTED_ALL = [
     "UsageError",
     "VersionMismatchError",
     "__version__",
+    "default_journal_path",
     "upload",
     "upload_async",
 ]
@@ -123,7 +140,18 @@ def test_public_all_lists_every_public_name_of_the_package() -> None:
     assert public == set(tuspipe.__all__) - {"__version__"}
 
 
-PRIVATE_MODULES = [_errors, _protocol, _transport, _source, _stages, _pipeline, _api]
+PRIVATE_MODULES = [
+    _errors,
+    _protocol,
+    _transport,
+    _source,
+    _stages,
+    _pipeline,
+    _api,
+    _journal,
+    _retry,
+    _fingerprint,
+]
 # Private modules added later are checked too.
 PRIVATE_MODULES += [
     importlib.import_module(f"tuspipe.{info.name}")
@@ -151,10 +179,43 @@ def test_private_module_all_matches_its_definitions(module: types.ModuleType) ->
     assert defined_here <= set(exported), defined_here - set(exported)
 
 
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        (_retry, {"RetryPolicy", "is_transient", "retry_after_seconds", "retrying"}),
+        (_fingerprint, {"fingerprint", "sample_spans", "SAMPLES", "SAMPLE_BYTES"}),
+        (_protocol, {"upload_expires"}),
+        (_journal, {"Journal", "JournalEntry", "default_journal_path", "has_expired"}),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_private_modules_export_the_new_names(module: types.ModuleType, names: set[str]) -> None:
+    assert names <= set(module.__all__)
+
+
 def test_public_errors_are_the_private_ones() -> None:
     assert tuspipe.UsageError is UsageError
     assert tuspipe.CHECKSUM_ALGORITHMS is CHECKSUM_ALGORITHMS
     assert tuspipe.TUS_VERSION == TUS_VERSION == "1.0.0"
+
+
+def test_public_journal_names_are_the_private_ones() -> None:
+    assert tuspipe.Journal is _journal.Journal
+    assert tuspipe.JournalEntry is _journal.JournalEntry
+    assert tuspipe.default_journal_path is _journal.default_journal_path
+
+
+def test_default_journal_path(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    monkeypatch.setenv("TUSPIPE_JOURNAL", str(tmp_path / "mine"))
+    assert tuspipe.default_journal_path() == tmp_path / "mine"
+    assert tuspipe.Journal().path == tmp_path / "mine"
+    monkeypatch.delenv("TUSPIPE_JOURNAL")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert tuspipe.default_journal_path() == tmp_path / "cache" / "tuspipe" / "journal"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = tmp_path / "home" / ".cache" / "tuspipe" / "journal"
+    assert tuspipe.default_journal_path() == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -925,6 +986,59 @@ def test_parse_head_412() -> None:
 def test_parse_head_wrong_tus_resumable() -> None:
     with pytest.raises(VersionMismatchError):
         parse_head(head_request(UPLOAD), answer(200, upload_offset="0", tus_resumable="2.0.0"))
+
+
+# --------------------------------------------------------------------------------------------
+# Upload-Expires: upload_expires (protocol) and has_expired (journal)
+# --------------------------------------------------------------------------------------------
+
+EXPIRES = "Wed, 25 Jun 2031 16:00:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"upload-expires": EXPIRES}, EXPIRES),
+        ({"upload-expires": f"  {EXPIRES} "}, EXPIRES),
+        ({"upload-expires": ""}, None),
+        ({"upload-expires": "   "}, None),
+        ({}, None),
+        ({"upload-expires": "x" * 500}, "x" * 64),
+    ],
+    ids=["date", "padded", "empty", "blank", "absent", "long"],
+)
+def test_upload_expires(headers: dict[str, str], expected: str | None) -> None:
+    assert upload_expires(Response(201, headers)) == expected
+
+
+def _expiring(expires: str | None) -> _journal.JournalEntry:
+    return _journal.JournalEntry(
+        key="k", url=UPLOAD, endpoint=ENDPOINT, source="s", size=1, expires=expires
+    )
+
+
+MOMENT = 1_782_403_200.0  # Wed, 25 Jun 2026 16:00:00 GMT
+
+
+@pytest.mark.parametrize(
+    ("expires", "now", "expected"),
+    [
+        (None, MOMENT, False),
+        ("", MOMENT, False),
+        ("Wed, 25 Jun 2026 16:00:00 GMT", MOMENT - 1, False),
+        ("Wed, 25 Jun 2026 16:00:00 GMT", MOMENT, True),
+        ("Wed, 25 Jun 2026 16:00:00 GMT", MOMENT + 1, True),
+        ("Wed, 25 Jun 2026 18:00:00 +0200", MOMENT, True),
+        ("not a date", MOMENT, False),
+    ],
+)
+def test_has_expired(expires: str | None, now: float, expected: bool) -> None:
+    assert has_expired(_expiring(expires), now=now) is expected
+
+
+def test_has_expired_defaults_to_the_clock() -> None:
+    assert has_expired(_expiring("Mon, 01 Jan 2001 00:00:00 GMT"))
+    assert not has_expired(_expiring("Fri, 01 Jan 2100 00:00:00 GMT"))
 
 
 # --------------------------------------------------------------------------------------------

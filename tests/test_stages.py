@@ -7,12 +7,13 @@ No network: every request goes to the in-memory server of ``fakes.py`` through
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import math
 import os
 import pathlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -25,7 +26,8 @@ import tuspipe
 from tests.fakes import FakeTusServer, SeenRequest, reference_digest
 from tuspipe import (
     ChecksumMismatchError,
-    OffsetMismatchError,
+    Journal,
+    JournalEntry,
     ProtocolError,
     ResponseError,
     SourceChangedError,
@@ -35,6 +37,8 @@ from tuspipe import (
     UploadTooLargeError,
     UsageError,
 )
+from tuspipe._api import JOURNAL_WRITE_INTERVAL
+from tuspipe._journal import decode_records
 from tuspipe._pipeline import PipelineSettings, run_pipeline
 from tuspipe._protocol import CHECKSUM_ALGORITHMS
 from tuspipe._source import Source, open_source
@@ -226,17 +230,95 @@ async def test_reader_failure_closes_its_outbound() -> None:
 
 
 async def test_reporter_calls_back_in_order() -> None:
+    # The feed hands over each offset only once the reporter has handled the previous one, so
+    # nothing queues up and every offset is handed on, in order.
     offsets = [5, 10, 12, 40, 41]
     seen: list[int] = []
+
+    async def record(offset: int) -> None:
+        seen.append(offset)
+
     acks_out, acks_in = trio.open_memory_channel[int](0)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(reporter, acks_in, on_acknowledged=seen.append))
-        await feed(acks_out, offsets)
+        nursery.start_soon(partial(reporter, acks_in, on_acknowledged=record))
+        with acks_out:
+            for offset in offsets:
+                await acks_out.send(offset)
+                await trio.testing.wait_all_tasks_blocked()
     assert seen == offsets
 
 
+async def test_reporter_hands_on_only_the_newest_of_queued_offsets() -> None:
+    # Five offsets queued before the reporter runs: only the newest is worth reporting.
+    seen: list[int] = []
+
+    async def record(offset: int) -> None:
+        seen.append(offset)
+
+    acks_out, acks_in = trio.open_memory_channel[int](10)
+    with acks_out:
+        for offset in [1, 2, 3, 4, 5]:
+            acks_out.send_nowait(offset)
+    await reporter(acks_in, on_acknowledged=record)
+    assert seen == [5]
+
+
+async def test_reporter_delivers_the_last_offset_queued_while_the_callback_was_busy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[int] = []
+
+    async def slow_record(offset: int) -> None:
+        await trio.sleep(1)
+        seen.append(offset)
+
+    acks_out, acks_in = trio.open_memory_channel[int](10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(reporter, acks_in, on_acknowledged=slow_record))
+        with acks_out:
+            await acks_out.send(1)
+            await trio.testing.wait_all_tasks_blocked()  # the callback is busy with 1 ...
+            acks_out.send_nowait(2)
+            acks_out.send_nowait(3)  # ... and the channel is closed behind the last offset
+    assert seen == [1, 3]
+
+
+async def test_reporter_coalesces_while_a_slow_callback_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    offsets = list(range(1, 21))
+    seen: list[tuple[float, int]] = []
+    fed_until: list[float] = []
+
+    async def slow_record(offset: int) -> None:
+        seen.append((trio.current_time(), offset))
+        await trio.sleep(1)
+
+    async def feed_every_quarter_second(outbound: trio.MemorySendChannel[int]) -> None:
+        with outbound:
+            for offset in offsets:
+                await outbound.send(offset)
+                await trio.sleep(0.25)
+        fed_until.append(trio.current_time())
+
+    start = trio.current_time()
+    acks_out, acks_in = trio.open_memory_channel[int](64)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(reporter, acks_in, on_acknowledged=slow_record))
+        nursery.start_soon(feed_every_quarter_second, acks_out)
+    handed = [offset for _, offset in seen]
+    assert handed[0] == 1
+    assert handed[-1] == offsets[-1]
+    assert handed == sorted(set(handed))  # strictly increasing
+    # One call per second of callback time, not one per offset ...
+    assert len(handed) <= 1 + math.ceil(len(offsets) * 0.25)
+    assert all(b - a >= 1 for (a, _), (b, _) in itertools.pairwise(seen))
+    # ... and the feed never waited for the callback.
+    assert fed_until == [start + 0.25 * len(offsets)]
+
+
 async def test_reporter_propagates_callback_error() -> None:
-    def explode(offset: int) -> None:
+    async def explode(offset: int) -> None:
         raise KeyError(offset)
 
     acks_out, acks_in = trio.open_memory_channel[int](0)
@@ -244,6 +326,19 @@ async def test_reporter_propagates_callback_error() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(reporter, acks_in, on_acknowledged=explode))
             await feed(acks_out, [1])
+
+
+async def test_reporter_failure_closes_its_inbound() -> None:
+    async def explode(offset: int) -> None:
+        raise KeyError(offset)
+
+    acks_out, acks_in = trio.open_memory_channel[int](10)
+    acks_out.send_nowait(1)
+    with pytest.raises(KeyError):
+        await reporter(acks_in, on_acknowledged=explode)
+    # The sender learns at once that nobody listens any more.
+    with pytest.raises(trio.BrokenResourceError):
+        acks_out.send_nowait(2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,7 +534,9 @@ async def test_sender_tolerates_a_patch_without_progress() -> None:
     data = random_bytes(300)
     server.script(204, {"Upload-Offset": "0"}, method="PATCH", times=2)
     url, acknowledged = await run_sender(server, data, chunk_size=100, read_size=40)
-    assert acknowledged == [0, 0, 100, 200, 300]
+    # a PATCH that stored nothing is no progress, so nothing is acknowledged for it
+    assert acknowledged == [100, 200, 300]
+    assert len(server.seen("PATCH")) == 5
     assert server.data_of(url) == data
 
 
@@ -476,15 +573,16 @@ async def test_sender_refuses_offset_going_backwards() -> None:
 @pytest.mark.parametrize(
     ("status", "error_type"),
     [
-        (409, OffsetMismatchError),
         (404, UploadNotFoundError),
         (410, UploadNotFoundError),
         (413, UploadTooLargeError),
         (400, ResponseError),
-        (500, ResponseError),
+        (401, ResponseError),
+        (403, ResponseError),
+        (415, ResponseError),
     ],
 )
-async def test_sender_raises_typed_error_for_status(status: int, error_type: type) -> None:
+async def test_sender_raises_typed_error_for_fatal_status(status: int, error_type: type) -> None:
     server = FakeTusServer()
     server.script(status, {"Tus-Resumable": "1.0.0"}, b"no", method="PATCH")
     with pytest.raises(ExceptionGroup) as info:
@@ -494,7 +592,32 @@ async def test_sender_raises_typed_error_for_status(status: int, error_type: typ
     assert type(errors[0]) is error_type
     assert errors[0].status_code == status
     assert errors[0].body == b"no"
-    assert len(server.seen("PATCH")) == 1
+    assert len(server.seen("PATCH")) == 1  # fatal: never tried again
+    assert server.seen("HEAD") == []
+
+
+@pytest.mark.parametrize("status", [409, 423, 429, 500, 502, 503, 504])
+async def test_sender_retries_transient_status_after_head(
+    status: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeTusServer()
+    data = random_bytes(300)
+    server.script(status, {"Tus-Resumable": "1.0.0"}, b"busy", method="PATCH", times=2)
+    url, acknowledged = await run_sender(server, data, chunk_size=100, read_size=30)
+    assert server.data_of(url) == data
+    assert acknowledged == [100, 200, 300]
+    # each failure is followed by a HEAD that asks the server for its offset
+    assert len(server.seen("HEAD")) == 2
+    assert len(server.seen("PATCH")) == 5
+
+
+async def test_sender_gives_up_after_the_retries(autojump_clock: trio.testing.MockClock) -> None:
+    server = FakeTusServer()
+    server.script(503, {"Tus-Resumable": "1.0.0"}, b"down", method="PATCH", times=100)
+    with pytest.raises(ExceptionGroup) as info:
+        await run_sender(server, random_bytes(300), chunk_size=100, read_size=30)
+    assert info.group_contains(ResponseError)
+    assert len(server.seen("PATCH")) == 1 + 5  # the first try and DEFAULT_RETRY_POLICY's 5
 
 
 async def test_sender_resends_the_same_bytes_after_460() -> None:
@@ -564,15 +687,15 @@ async def pipeline_upload(
     read_size: int = 30,
     read_ahead: int = 2,
     algorithm: str | None = None,
-    on_acknowledged: Callable[[int], None] | None = None,
+    on_acknowledged: Callable[[int], Awaitable[None]] | None = None,
 ) -> tuple[str, int, list[int]]:
     url = server.create(source.size)
     acknowledged: list[int] = []
 
-    def record(offset: int) -> None:
+    async def record(offset: int) -> None:
         acknowledged.append(offset)
         if on_acknowledged is not None:
-            on_acknowledged(offset)
+            await on_acknowledged(offset)
 
     async with server.client() as client:
         final = await run_pipeline(
@@ -618,6 +741,36 @@ async def test_pipeline_uploads_everything(
             assert "upload-checksum" not in patch.headers
         else:
             assert patch.checksum_ok is True
+
+
+async def test_pipeline_sender_never_waits_for_a_slow_callback() -> None:
+    # The callback's first call blocks until the last PATCH is on its way: the sender must
+    # carry on meanwhile, and the offsets that queued up are handed on as the newest one.
+    data = random_bytes(1000, seed=9)
+    last_patch_sent = trio.Event()
+    calls: list[int] = []
+
+    async def note_last_patch(request: httpx.Request) -> None:
+        if request.method == "PATCH" and request.headers["upload-offset"] == "900":
+            last_patch_sent.set()
+
+    async def blocked_at_first(offset: int) -> None:
+        calls.append(offset)
+        await last_patch_sent.wait()
+
+    server = FakeTusServer(before_request=note_last_patch)
+    with trio.fail_after(10):
+        url, final, acknowledged = await pipeline_upload(
+            server, open_source(data), chunk_size=100, on_acknowledged=blocked_at_first
+        )
+    assert final == len(data)
+    assert server.data_of(url) == data
+    assert len(server.seen("PATCH")) == 10
+    assert acknowledged == calls
+    assert calls[0] == 100
+    assert calls[-1] == len(data)
+    assert calls == sorted(set(calls))
+    assert len(calls) <= 3  # 100, perhaps 900, then 1000: not one call per PATCH
 
 
 async def test_pipeline_from_a_file(tmp_path: pathlib.Path) -> None:
@@ -681,7 +834,7 @@ async def test_pipeline_source_that_shrinks_is_source_changed(tmp_path: pathlib.
 
 
 async def test_pipeline_foreign_error_becomes_tus_error() -> None:
-    def explode(offset: int) -> None:
+    async def explode(offset: int) -> None:
         raise ZeroDivisionError("callback bug")
 
     server = FakeTusServer()
@@ -710,11 +863,13 @@ async def test_pipeline_cancelled_by_cancel_scope_returns_cleanly() -> None:
     tracker = TaskTracker()
     trio.lowlevel.add_instrument(tracker)
     acknowledged: list[int] = []
+
+    async def record(offset: int) -> None:
+        acknowledged.append(offset)
+
     try:
         with scope:
-            await pipeline_upload(
-                server, open_source(data), chunk_size=100, on_acknowledged=acknowledged.append
-            )
+            await pipeline_upload(server, open_source(data), chunk_size=100, on_acknowledged=record)
     finally:
         trio.lowlevel.remove_instrument(tracker)
     assert scope.cancelled_caught
@@ -822,10 +977,63 @@ async def test_upload_async_progress() -> None:
             http_client=client,
         )
     offsets = [done for done, _ in progress]
+    # The starting offset first, then acknowledged offsets (at most one per PATCH, perhaps
+    # coalesced), strictly increasing, ending at the size.
+    assert offsets[0] == 0
     assert offsets == sorted(set(offsets))
     assert offsets[-1] == len(DATA)
-    assert len(offsets) == len(server.seen("PATCH"))
+    assert 2 <= len(offsets) <= 1 + len(server.seen("PATCH"))
+    # Each acknowledged offset is where the server said to go on: the next PATCH's offset.
+    patches = server.seen("PATCH")
+    assert set(offsets[1:]) <= {patch.offset for patch in patches[1:]} | {len(DATA)}
     assert {total for _, total in progress} == {len(DATA)}
+
+
+async def test_upload_async_progress_of_a_journaled_file(tmp_path: pathlib.Path) -> None:
+    # A path source is journaled: each acknowledged offset is written to the journal from a
+    # worker thread, during which newer offsets may be coalesced.
+    path = tmp_path / "data.bin"
+    path.write_bytes(DATA)
+    server = FakeTusServer()
+    progress: list[tuple[int, int]] = []
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            path,
+            server.endpoint,
+            chunk_size=10,
+            on_progress=lambda done, total: progress.append((done, total)),
+            http_client=client,
+        )
+    assert result.complete
+    offsets = [done for done, _ in progress]
+    assert offsets[0] == 0
+    assert offsets == sorted(set(offsets))
+    assert offsets[-1] == len(DATA)
+    assert len(offsets) <= 1 + len(server.seen("PATCH")) == 101
+    assert all(offset % 10 == 0 for offset in offsets)
+    assert {total for _, total in progress} == {len(DATA)}
+
+
+async def test_upload_async_progress_is_strictly_increasing_after_a_patch_without_progress() -> (
+    None
+):
+    # The server answers the first two PATCHes with its unchanged offset 0: that is no
+    # progress, and the offset 0 was reported already.
+    server = FakeTusServer()
+    server.script(204, {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}, method="PATCH", times=2)
+    progress: list[int] = []
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            DATA,
+            server.endpoint,
+            chunk_size=250,
+            on_progress=lambda done, total: progress.append(done),
+            http_client=client,
+        )
+    assert result.complete
+    assert progress[0] == 0
+    assert progress[-1] == len(DATA)
+    assert progress == sorted(set(progress))
 
 
 async def test_upload_async_empty_source() -> None:
@@ -842,7 +1050,7 @@ async def test_upload_async_empty_source() -> None:
     assert server.requests[0].headers["upload-length"] == "0"
     assert result.size == result.offset == 0
     assert result.complete
-    assert progress == []
+    assert progress == [(0, 0)]  # the starting offset, which is also the end
 
 
 @pytest.mark.parametrize("already", [1, 300, 999])
@@ -868,36 +1076,165 @@ async def test_upload_async_resumes_from_head_offset(already: int) -> None:
     patches = server.seen("PATCH")
     assert patches[0].offset == already
     assert sum(len(patch.body) for patch in patches) == len(DATA) - already
+    assert progress[0] == already  # the starting offset, before any PATCH
+    assert progress[1] > already
+    assert progress == sorted(set(progress))
     assert progress[-1] == len(DATA)
-    assert progress[0] > already
 
 
 async def test_upload_async_resume_of_complete_upload_sends_nothing() -> None:
     server = FakeTusServer()
     url = server.create(len(DATA), DATA)
+    progress: list[tuple[int, int]] = []
     async with server.client() as client:
-        result = await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
+        result = await tuspipe.upload_async(
+            DATA,
+            upload_url=url,
+            on_progress=lambda done, total: progress.append((done, total)),
+            http_client=client,
+        )
     assert [r.method for r in server.requests] == ["HEAD"]
     assert result.resumed_from == result.offset == len(DATA)
+    assert result.complete
+    assert progress == [(len(DATA), len(DATA))]
 
 
 @pytest.mark.parametrize("length", [len(DATA) - 1, len(DATA) + 1, None])
 async def test_upload_async_resume_of_a_different_upload(length: int | None) -> None:
     server = FakeTusServer()
     url = server.create(length)
+    progress: list[int] = []
     async with server.client() as client:
-        with pytest.raises(ResponseError, match="not an upload of this source"):
-            await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
-    assert [r.method for r in server.requests] == ["HEAD"]
-
-
-async def test_upload_async_resume_of_a_missing_upload() -> None:
-    server = FakeTusServer()
-    async with server.client() as client:
-        with pytest.raises(UploadNotFoundError):
+        with pytest.raises(UsageError, match="not an upload of this source") as info:
             await tuspipe.upload_async(
-                DATA, upload_url=server.endpoint + "gone", http_client=client
+                DATA,
+                upload_url=url,
+                on_progress=lambda done, total: progress.append(done),
+                http_client=client,
             )
+    assert not isinstance(info.value, ResponseError)
+    assert str(length) in str(info.value)
+    assert [r.method for r in server.requests] == ["HEAD"]
+    assert progress == []
+    assert server.data_of(url) == b""
+
+
+@pytest.mark.parametrize("status", [404, 410, 403])
+async def test_upload_async_resume_of_a_missing_upload(
+    status: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeTusServer()
+    url = server.endpoint + "gone"
+    if status != 404:
+        server.script(status, {"Tus-Resumable": "1.0.0"}, method="HEAD")
+    start = trio.current_time()
+    async with server.client() as client:
+        with pytest.raises(UploadNotFoundError) as info:
+            await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
+    assert info.value.status_code == status
+    # Not worth another try: one HEAD, no waiting, nothing else.
+    assert [r.method for r in server.requests] == ["HEAD"]
+    assert trio.current_time() == start
+
+
+def head_is_transient(status: int | None) -> Callable[[FakeTusServer], None]:
+    """Make the server's next two HEADs fail: with `status`, or as network errors (None)."""
+
+    def arrange(server: FakeTusServer) -> None:
+        if status is not None:
+            server.script(status, {"Tus-Resumable": "1.0.0"}, b"busy", method="HEAD", times=2)
+            return
+        failures = 0
+
+        async def refuse_two_heads(request: httpx.Request) -> None:
+            nonlocal failures
+            if request.method == "HEAD" and failures < 2:
+                failures += 1
+                raise httpx.ConnectError("connection refused", request=request)
+
+        server.before_request = refuse_two_heads
+
+    return arrange
+
+
+@pytest.mark.parametrize("status", [503, 500, 502, 504, 408, 423, 429, None])
+async def test_upload_async_head_is_retried_on_transient_failures(
+    status: int | None, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeTusServer()
+    url = server.create(len(DATA), DATA[:300])
+    head_is_transient(status)(server)
+    progress: list[int] = []
+    start = trio.current_time()
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            DATA,
+            upload_url=url,
+            chunk_size=400,
+            on_progress=lambda done, total: progress.append(done),
+            http_client=client,
+        )
+    elapsed = trio.current_time() - start
+    assert result.resumed_from == 300
+    assert result.complete
+    assert server.data_of(url) == DATA
+    methods = [r.method for r in server.requests]
+    assert "POST" not in methods
+    if status is not None:
+        assert methods[:3] == ["HEAD", "HEAD", "HEAD"]
+    assert methods[-2:] == ["PATCH", "PATCH"]
+    assert progress == [300, 700, 1000]
+    # Two waits of the default policy: [0.25, 0.5] then [0.5, 1] seconds, in virtual time.
+    assert 0.75 <= elapsed <= 1.5
+
+
+async def test_upload_async_head_honours_retry_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = FakeTusServer()
+    url = server.create(len(DATA), DATA[:300])
+    server.script(429, {"Tus-Resumable": "1.0.0", "Retry-After": "7"}, method="HEAD")
+    start = trio.current_time()
+    async with server.client() as client:
+        result = await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
+    assert trio.current_time() - start == pytest.approx(7)
+    assert result.resumed_from == 300
+    assert server.data_of(url) == DATA
+
+
+async def test_upload_async_head_gives_up_after_the_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = FakeTusServer()
+    url = server.create(len(DATA), DATA[:300])
+    server.script(503, {"Tus-Resumable": "1.0.0"}, b"down", method="HEAD", times=10)
+    start = trio.current_time()
+    async with server.client() as client:
+        with pytest.raises(ResponseError) as info:
+            await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
+    elapsed = trio.current_time() - start
+    assert info.value.status_code == 503
+    assert info.value.body == b"down"
+    # The default policy: 5 retries after the first try, waits of [0.5, 1] x 0.5 * 2**n.
+    assert [r.method for r in server.requests] == ["HEAD"] * 6
+    assert sum(0.25 * 2**n for n in range(5)) <= elapsed <= sum(0.5 * 2**n for n in range(5))
+    assert server.data_of(url) == DATA[:300]
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_upload_async_head_refusal_is_not_retried(
+    status: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeTusServer()
+    url = server.create(len(DATA), DATA[:300])
+    server.script(status, {"Tus-Resumable": "1.0.0"}, method="HEAD", times=2)
+    start = trio.current_time()
+    async with server.client() as client:
+        with pytest.raises(ResponseError) as info:
+            await tuspipe.upload_async(DATA, upload_url=url, http_client=client)
+    assert info.value.status_code == status
+    assert [r.method for r in server.requests] == ["HEAD"]
+    assert trio.current_time() == start
 
 
 async def test_upload_async_checksum_auto_uses_the_strongest_offered() -> None:
@@ -985,6 +1322,11 @@ BAD_ARGUMENTS: list[tuple[str, dict[str, Any]]] = [
     ("reserved-header", {"headers": {"Upload-Offset": "0"}}),
     ("header-newline", {"headers": {"X-A": "a\r\nb"}}),
     ("on_progress-not-callable", {"on_progress": "print"}),
+    ("on_upload_url-not-callable", {"on_upload_url": "print"}),
+    ("journal=3", {"journal": 3}),
+    ("journal=bytes", {"journal": b"/tmp/journal"}),
+    ("resume_key=''", {"resume_key": ""}),
+    ("resume_key=5", {"resume_key": 5}),
     ("timeout=0", {"timeout": 0}),
     ("source=int", {"source": 12}),
 ]
@@ -1024,3 +1366,428 @@ async def test_upload_async_from_a_file_object(tmp_path: pathlib.Path) -> None:
         assert not stream.closed
     assert result.size == len(DATA) - 100
     assert server.data_of(result.url) == DATA[100:]
+
+
+# --------------------------------------------------------------------------------------------
+# the journal, through the api (each test journals into its own file: conftest's
+# `private_journal` sets TUSPIPE_JOURNAL)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "data.bin"
+    path.write_bytes(DATA)
+    return path
+
+
+async def upload_to(server: FakeTusServer, source: Any, **kwargs: Any) -> tuspipe.UploadResult:
+    """``upload_async(source, server.endpoint, chunk_size=100, **kwargs)`` through `server`."""
+    arguments: dict[str, Any] = {"chunk_size": 100, **kwargs}
+    async with server.client() as client:
+        return await tuspipe.upload_async(source, server.endpoint, http_client=client, **arguments)
+
+
+def methods_since(server: FakeTusServer, start: int) -> list[str]:
+    return [request.method for request in server.requests[start:]]
+
+
+def unfinished(path: pathlib.Path) -> list[JournalEntry]:
+    return Journal(path).unfinished()
+
+
+async def test_journal_resumes_a_file_upload_to_the_same_endpoint(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(
+        server, data_file, stop_at=300, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert (first.offset, first.resumed_from) == (300, 0)
+    [entry] = unfinished(private_journal)
+    assert (entry.url, entry.size) == (first.url, len(DATA))
+    assert entry.offset in {0, 100, 200, 300}  # a hint: the server is asked before resuming
+    assert entry.endpoint == server.endpoint
+    assert entry.source == str(data_file)
+    assert b"s3cret" not in private_journal.read_bytes()  # headers are never journaled
+
+    before = len(server.requests)
+    progress: list[int] = []
+    urls: list[str] = []
+    second = await upload_to(
+        server,
+        data_file,
+        on_progress=lambda done, total: progress.append(done),
+        on_upload_url=urls.append,
+    )
+    assert second.url == first.url
+    assert second.resumed_from == 300
+    assert second.complete
+    assert server.data_of(second.url) == DATA
+    # The server is asked where the upload stands; nothing is created.
+    assert methods_since(server, before) == ["HEAD"] + ["PATCH"] * 7
+    assert [patch.offset for patch in server.seen("PATCH")[3:]] == list(range(300, 1000, 100))
+    assert urls == [first.url]
+    assert progress[0] == 300
+    assert progress[-1] == len(DATA)
+    assert unfinished(private_journal) == []  # finished: never to be resumed
+
+    before = len(server.requests)
+    third = await upload_to(server, data_file)
+    assert third.url != first.url
+    assert third.resumed_from == 0
+    assert third.complete
+    assert methods_since(server, before) == ["POST"] + ["PATCH"] * 10
+    assert len(server.seen("POST")) == 2
+    assert server.data_of(third.url) == DATA
+
+
+async def test_journal_resumes_a_cancelled_upload(data_file: pathlib.Path) -> None:
+    scope = trio.CancelScope()
+
+    async def cancel_on_third_patch(request: httpx.Request) -> None:
+        if request.method == "PATCH" and len(server.seen("PATCH")) == 2:
+            scope.cancel()
+            await trio.lowlevel.checkpoint()
+
+    server = FakeTusServer(before_request=cancel_on_third_patch)
+    with scope:
+        await upload_to(server, data_file)
+    assert scope.cancelled_caught
+    url = server.endpoint + "u1"
+    assert server.data_of(url) == DATA[:200]
+
+    server.before_request = None
+    before = len(server.requests)
+    result = await upload_to(server, data_file)
+    assert result.url == url
+    assert result.resumed_from == 200
+    assert methods_since(server, before) == ["HEAD"] + ["PATCH"] * 8
+    assert server.data_of(url) == DATA
+
+
+async def test_journal_resume_false_makes_a_new_upload(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    before = len(server.requests)
+    second = await upload_to(server, data_file, resume=False)
+    assert second.url != first.url
+    assert second.resumed_from == 0
+    assert second.complete
+    assert methods_since(server, before) == ["POST"] + ["PATCH"] * 10
+    assert server.data_of(first.url) == DATA[:300]  # left alone
+    assert server.data_of(second.url) == DATA
+    assert unfinished(private_journal) == []
+
+
+async def test_journal_follows_the_servers_offset_not_its_own(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    # The journal may be ahead of the server or behind it; the server's offset is what counts.
+    Journal(private_journal).record_offset(unfinished(private_journal)[0].key, 300)
+    server.set_data(first.url, DATA[:50])  # the server lost what it had not made durable
+    result = await upload_to(server, data_file)
+    assert result.url == first.url
+    assert result.resumed_from == 50
+    assert server.seen("PATCH")[3].offset == 50
+    assert server.data_of(first.url) == DATA
+
+
+async def test_journaled_upload_the_server_completed_is_finished_without_patches(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    # The last PATCH arrived but the process died before journaling it.
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    server.set_data(first.url, DATA)
+    before = len(server.requests)
+    progress: list[tuple[int, int]] = []
+    result = await upload_to(
+        server, data_file, on_progress=lambda done, total: progress.append((done, total))
+    )
+    assert methods_since(server, before) == ["HEAD"]
+    assert result.url == first.url
+    assert result.resumed_from == result.offset == len(DATA)
+    assert progress == [(len(DATA), len(DATA))]
+    assert unfinished(private_journal) == []
+
+
+async def test_journal_records_acknowledged_offsets_a_few_times_a_second(
+    data_file: pathlib.Path, private_journal: pathlib.Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # Virtual time stands still unless the test moves it: with no time passing, only the
+    # first acknowledged offset is journaled ...
+    server = FakeTusServer()
+    await upload_to(server, data_file, stop_at=500)
+    acks = [r for r in decode_records(private_journal.read_bytes())[0] if r["op"] == "ack"]
+    assert len(acks) == 1
+    assert 100 <= acks[0]["offset"] <= 500
+    assert unfinished(private_journal)[0].offset == acks[0]["offset"]
+
+    # ... and with JOURNAL_WRITE_INTERVAL passing before each, every offset handed on is,
+    # the last one included.
+    progress: list[int] = []
+
+    def time_passes(done: int, total: int) -> None:
+        progress.append(done)
+        mock_clock.jump(JOURNAL_WRITE_INTERVAL)
+
+    await upload_to(server, data_file, stop_at=800, on_progress=time_passes)
+    acks = [r for r in decode_records(private_journal.read_bytes())[0] if r["op"] == "ack"]
+    assert [ack["offset"] for ack in acks[1:]] == progress[1:]  # not the starting offset
+    assert progress[0] == 500
+    assert progress[-1] == 800
+    assert unfinished(private_journal)[0].offset == 800
+
+
+def _vanish(server: FakeTusServer, url: str) -> None:
+    del server.uploads[url.rsplit("/", 1)[1]]
+
+
+@pytest.mark.parametrize("answer", ["deleted", 410, 403])
+async def test_journaled_upload_the_server_no_longer_has_is_dropped(
+    answer: str | int, data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    if answer == "deleted":
+        _vanish(server, first.url)
+    else:
+        server.script(int(answer), {"Tus-Resumable": "1.0.0"}, method="HEAD")
+    before = len(server.requests)
+    second = await upload_to(server, data_file, stop_at=500)
+    assert methods_since(server, before) == ["HEAD", "POST"] + ["PATCH"] * 5
+    assert server.requests[before].url == first.url
+    assert second.url != first.url
+    assert second.resumed_from == 0
+    # The journal now remembers the new upload, and only it.
+    assert [e.url for e in unfinished(private_journal)] == [second.url]
+
+
+@pytest.mark.parametrize("length", [len(DATA) + 1, len(DATA) - 1, None])
+async def test_journaled_upload_of_another_length_is_not_resumed(
+    length: int | None, data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    server.set_length(first.url, length)
+    before = len(server.requests)
+    second = await upload_to(server, data_file)
+    assert methods_since(server, before) == ["HEAD", "POST"] + ["PATCH"] * 10
+    assert second.url != first.url
+    assert second.resumed_from == 0
+    assert server.data_of(second.url) == DATA
+    assert server.data_of(first.url) == DATA[:300]  # nothing was sent to the other upload
+    assert all(patch.url != first.url for patch in server.seen("PATCH")[3:])
+    assert unfinished(private_journal) == []
+
+
+async def test_journaled_upload_of_a_file_changed_since_is_not_resumed(
+    data_file: pathlib.Path,
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    changed = DATA[:-1] + bytes([DATA[-1] ^ 0xFF])
+    info = data_file.stat()
+    data_file.write_bytes(changed)  # same size, same inode
+    os.utime(data_file, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    before = len(server.requests)
+    second = await upload_to(server, data_file)
+    assert methods_since(server, before) == ["POST"] + ["PATCH"] * 10
+    assert second.url != first.url
+    assert server.data_of(second.url) == changed
+
+
+async def test_journaled_upload_is_not_resumed_on_another_endpoint(
+    data_file: pathlib.Path,
+) -> None:
+    here = FakeTusServer()
+    there = FakeTusServer(endpoint="http://elsewhere.test/files/")
+    first = await upload_to(here, data_file, stop_at=300)
+    other = await upload_to(there, data_file)
+    assert other.resumed_from == 0
+    assert [r.method for r in there.requests][:1] == ["POST"]
+    assert len(here.requests) == 4  # the first endpoint was not asked
+    again = await upload_to(here, data_file)
+    assert again.url == first.url
+    assert again.resumed_from == 300
+
+
+async def test_expired_journaled_upload_is_not_asked_about(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer(upload_expires="Mon, 01 Jan 2001 00:00:00 GMT")
+    first = await upload_to(server, data_file, stop_at=300)
+    assert unfinished(private_journal)[0].expires == "Mon, 01 Jan 2001 00:00:00 GMT"
+    before = len(server.requests)
+    second = await upload_to(server, data_file)
+    assert methods_since(server, before) == ["POST"] + ["PATCH"] * 10
+    assert second.url != first.url
+
+
+async def test_unexpired_journaled_upload_is_resumed(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer(upload_expires="Fri, 01 Jan 2100 00:00:00 GMT")
+    first = await upload_to(server, data_file, stop_at=300)
+    assert unfinished(private_journal)[0].expires == "Fri, 01 Jan 2100 00:00:00 GMT"
+    second = await upload_to(server, data_file)
+    assert second.url == first.url
+    assert second.resumed_from == 300
+
+
+@pytest.mark.parametrize("status", [503, 423, None])
+async def test_journaled_upload_head_is_retried(
+    status: int | None, data_file: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300)
+    head_is_transient(status)(server)
+    start = trio.current_time()
+    second = await upload_to(server, data_file)
+    assert 0.75 <= trio.current_time() - start <= 1.5
+    assert second.url == first.url
+    assert second.resumed_from == 300
+    assert len(server.seen("POST")) == 1
+    assert server.data_of(first.url) == DATA
+
+
+async def test_journaled_upload_resumes_with_a_checksum(data_file: pathlib.Path) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300, checksum="sha256")
+    before = len(server.requests)
+    second = await upload_to(server, data_file, checksum="sha256")
+    assert methods_since(server, before) == ["OPTIONS", "HEAD"] + ["PATCH"] * 7
+    assert second.url == first.url
+    assert second.checksum == "sha256"
+    assert all(patch.checksum_ok for patch in server.seen("PATCH"))
+    assert server.data_of(first.url) == DATA
+
+
+async def test_upload_url_does_not_consult_the_journal(
+    data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    journaled = await upload_to(server, data_file, stop_at=300)
+    other = server.create(len(DATA), DATA[:500])
+    before = len(server.requests)
+    journal_before = private_journal.read_bytes()
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            data_file, upload_url=other, chunk_size=100, http_client=client
+        )
+    assert result.url == other
+    assert result.resumed_from == 500
+    assert [r.url for r in server.requests[before:]] == [other] * 6
+    # The journal was neither asked nor changed: its upload is still there to be resumed.
+    assert private_journal.read_bytes() == journal_before
+    assert [e.url for e in unfinished(private_journal)] == [journaled.url]
+
+
+async def test_bytes_are_not_journaled_without_a_resume_key(
+    private_journal: pathlib.Path,
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, DATA, stop_at=300)
+    second = await upload_to(server, DATA)
+    assert second.url != first.url
+    assert second.resumed_from == 0
+    assert len(server.seen("POST")) == 2
+    assert "HEAD" not in [r.method for r in server.requests]
+    assert not private_journal.exists()
+
+
+async def test_bytes_with_a_resume_key_are_resumed(private_journal: pathlib.Path) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, DATA, stop_at=300, resume_key="backup-42")
+    [entry] = unfinished(private_journal)
+    assert (entry.url, entry.source) == (first.url, "<bytes>")
+
+    # Another key is another source.
+    before = len(server.requests)
+    other = await upload_to(server, DATA, stop_at=100, resume_key="backup-43")
+    assert methods_since(server, before) == ["POST", "PATCH"]
+    # The same key over other bytes (of the same size) is not the same source either.
+    changed = DATA[:-1] + bytes([DATA[-1] ^ 1])
+    before = len(server.requests)
+    third = await upload_to(server, changed, stop_at=100, resume_key="backup-42")
+    assert methods_since(server, before) == ["POST", "PATCH"]
+    assert len({first.url, other.url, third.url}) == 3
+
+    before = len(server.requests)
+    again = await upload_to(server, DATA, resume_key="backup-42")
+    assert methods_since(server, before) == ["HEAD"] + ["PATCH"] * 7
+    assert again.url == first.url
+    assert again.resumed_from == 300
+    assert server.data_of(first.url) == DATA
+
+
+async def test_stream_with_a_resume_key_is_resumed() -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, io.BytesIO(DATA), stop_at=300)
+    second = await upload_to(server, io.BytesIO(DATA), stop_at=300)
+    assert second.url != first.url  # a stream has no name of its own
+    third = await upload_to(server, io.BytesIO(DATA), stop_at=300, resume_key="s")
+    fourth = await upload_to(server, io.BytesIO(DATA), resume_key="s")
+    assert fourth.url == third.url
+    assert fourth.resumed_from == 300
+    assert server.data_of(third.url) == DATA
+
+
+@pytest.mark.parametrize("journal", [None, False])
+async def test_journal_off_writes_nothing(
+    journal: bool | None, data_file: pathlib.Path, private_journal: pathlib.Path
+) -> None:
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300, journal=journal)
+    second = await upload_to(server, data_file, journal=journal)
+    assert second.url != first.url
+    assert second.resumed_from == 0
+    assert len(server.seen("POST")) == 2
+    assert not private_journal.exists()
+    assert not private_journal.with_name("journal.lock").exists()
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["path", "Journal"])
+async def test_journal_at_a_path_of_ones_own(
+    as_object: bool,
+    data_file: pathlib.Path,
+    private_journal: pathlib.Path,
+    tmp_path: pathlib.Path,
+) -> None:
+    mine = tmp_path / "state" / "uploads.journal"
+    option: str | Journal = Journal(mine) if as_object else str(mine)
+    server = FakeTusServer()
+    first = await upload_to(server, data_file, stop_at=300, journal=option)
+    assert [entry.url for entry in unfinished(mine)] == [first.url]
+    assert not private_journal.exists()
+    # The default journal knows nothing of it ...
+    other = await upload_to(server, data_file, stop_at=100)
+    assert other.url != first.url
+    # ... and the same journal resumes it.
+    again = await upload_to(server, data_file, journal=option)
+    assert again.url == first.url
+    assert again.resumed_from == 300
+
+
+def test_upload_blocking_resumes_from_the_journal(data_file: pathlib.Path) -> None:
+    server = FakeTusServer()
+
+    def blocking_upload(**kwargs: Any) -> tuspipe.UploadResult:
+        client = server.client()
+        try:
+            return tuspipe.upload(
+                data_file, server.endpoint, chunk_size=100, http_client=client, **kwargs
+            )
+        finally:
+            trio.run(client.aclose)
+
+    first = blocking_upload(stop_at=300)
+    second = blocking_upload()
+    assert second.url == first.url
+    assert second.resumed_from == 300
+    assert server.data_of(first.url) == DATA

@@ -6,10 +6,11 @@ implementation. Everything the caller passes is checked before the first request
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import ParamSpec, TypeVar, Union
@@ -17,7 +18,14 @@ from typing import ParamSpec, TypeVar, Union
 import httpx
 import trio
 
-from ._errors import UploadNotFoundError, UsageError
+from ._errors import (
+    NetworkError,
+    ResponseError,
+    SourceChangedError,
+    TusError,
+    UploadNotFoundError,
+    UsageError,
+)
 from ._fingerprint import fingerprint
 from ._journal import Journal, JournalEntry, has_expired, public_endpoint
 from ._pipeline import PipelineSettings, run_pipeline
@@ -25,20 +33,17 @@ from ._protocol import (
     Request,
     Response,
     ServerCapabilities,
-    UploadStatus,
     choose_checksum,
     creation_request,
     encode_metadata,
-    head_request,
     options_request,
     parse_capabilities,
     parse_creation,
-    parse_head,
     upload_expires,
     validate_headers,
     validate_url,
 )
-from ._retry import RetryPolicy, retrying
+from ._retry import RetryPolicy, head_upload, retrying
 from ._source import Source, SourceLike, open_source
 from ._transport import CertTypes, Transport, VerifyTypes
 
@@ -46,6 +51,8 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_READ_AHEAD",
     "DEFAULT_READ_SIZE",
+    "DEFAULT_RETRIES",
+    "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "JournalOption",
     "ProgressCallback",
@@ -63,8 +70,12 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 DEFAULT_READ_SIZE = 1024 * 1024
 #: Blocks the reader may read ahead of the sender.
 DEFAULT_READ_AHEAD = 4
-#: Seconds allowed for each connect, read, write and pool wait.
-DEFAULT_TIMEOUT = 60.0
+#: Seconds allowed to connect, or to wait for a pooled connection.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds a request may go without moving a byte before it is aborted and retried.
+DEFAULT_STALL_TIMEOUT = 60.0
+#: Retries of a failing request, counted afresh whenever the upload makes progress.
+DEFAULT_RETRIES = 5
 
 #: Seconds between journal records of the acknowledged offset during one upload.
 JOURNAL_WRITE_INTERVAL = 0.5
@@ -121,14 +132,46 @@ async def _exchange(transport: Transport, request: Request) -> tuple[Request, Re
 
 
 async def _discover(
-    transport: Transport, url: str, headers: tuple[tuple[str, str], ...]
+    transport: Transport, url: str, headers: tuple[tuple[str, str], ...], retry: RetryPolicy
 ) -> ServerCapabilities | None:
     """OPTIONS `url`; None when the server does not answer OPTIONS (it is optional to ask)."""
-    request, response = await _exchange(transport, options_request(url, headers))
-    if response.status_code == 405 or response.status_code == 404:
+    request, response = await retrying(
+        partial(_exchange, transport, options_request(url, headers)), retry, what=f"OPTIONS {url}"
+    )
+    if response.status_code in (404, 405):
         logger.info("%s does not answer OPTIONS (%d)", url, response.status_code)
         return None
     return parse_capabilities(request, response)
+
+
+async def _create(
+    transport: Transport, request: Request, retry: RetryPolicy
+) -> tuple[str, Response]:
+    """POST the creation request, retrying network errors, 429 and 5xx.
+
+    A POST whose answer was lost may already have created an upload; trying again then leaves
+    an orphan for the server to expire, which beats giving up the whole upload.
+    """
+
+    async def attempt() -> tuple[str, Response]:
+        response = await transport.send(request)
+        return parse_creation(request, response), response
+
+    creation_retry = dataclasses.replace(retry, should_retry=_creation_is_retried(retry))
+    return await retrying(attempt, creation_retry, what=f"POST {request.url}")
+
+
+def _creation_is_retried(retry: RetryPolicy) -> Callable[[TusError, int], bool]:
+    def decide(error: TusError, attempt: int) -> bool:
+        if retry.should_retry is not None:
+            return bool(retry.should_retry(error, attempt))
+        if isinstance(error, NetworkError):
+            return True
+        return isinstance(error, ResponseError) and (
+            error.status_code >= 500 or error.status_code == 429
+        )
+
+    return decide
 
 
 JournalOption = Union[bool, str, "os.PathLike[str]", Journal, None]
@@ -147,11 +190,15 @@ async def upload_async(
     journal: JournalOption = True,
     resume: bool = True,
     resume_key: str | None = None,
+    retries: int = DEFAULT_RETRIES,
+    retry_delays: Sequence[float] | None = None,
+    should_retry: Callable[[TusError, int], bool] | None = None,
     on_progress: ProgressCallback | None = None,
     on_upload_url: Callable[[str], object] | None = None,
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     read_size: int = DEFAULT_READ_SIZE,
     read_ahead: int = DEFAULT_READ_AHEAD,
     http_client: httpx.AsyncClient | None = None,
@@ -178,11 +225,22 @@ async def upload_async(
         resume: False always makes a new upload, even if the journal knows an unfinished one.
         resume_key: names a stream or bytes source across processes, so that its upload can
             be resumed too (paths need none: their path and modification time name them).
+        retries: how many times a failed request is tried again before the upload fails;
+            the count starts afresh whenever the server's offset advances. Retried: network
+            errors, timeouts, 5xx, 409 (the offset is asked for again), 423, 429 (honouring
+            ``Retry-After``); a 460 resends the same bytes up to 3 times. The creation POST
+            is retried on network errors, 429 and 5xx only.
+        retry_delays: seconds to wait before the 1st, 2nd, ... retry (the last repeats);
+            default: exponential backoff from 0.5 s up to 30 s, with jitter.
+        should_retry: ``should_retry(error, attempt) -> bool`` decides instead of the
+            default rule which failures are retried (within `retries`).
         on_progress: called as ``on_progress(acknowledged, total)`` once the starting offset
             is known, then as the server acknowledges bytes.
         on_upload_url: called with the upload's URL as soon as it is known.
         verify, cert: TLS verification and client certificate, as in httpx.
-        timeout: seconds allowed for each connect, read, write and pool wait.
+        timeout: seconds allowed to connect (and to wait for a pooled connection).
+        stall_timeout: seconds a request may go without moving a byte before it is aborted
+            and retried.
         read_size, read_ahead: bytes per read and reads held ahead of the sender.
         http_client: an ``httpx.AsyncClient`` to share; it is not closed.
 
@@ -190,7 +248,9 @@ async def upload_async(
         UsageError: bad arguments (before any request).
         OSError: the file cannot be opened or read.
         ResponseError and its subclasses: the server refused (status and body attached).
-        NetworkError, NetworkTimeoutError: the server could not be reached or stopped answering.
+        NetworkError, NetworkTimeoutError: the server could not be reached or stopped
+            answering, and the retries ran out.
+        SourceChangedError: the file changed during the upload.
 
     Cancelling the call (a trio cancel scope, Ctrl-C) stops it at once; the bytes the server
     acknowledged stay there, and the next call for the same source and endpoint continues.
@@ -218,18 +278,27 @@ async def upload_async(
         resume=bool(resume),
         resume_key=resume_key,
         settings=settings,
+        retry=RetryPolicy(retries=retries, delays=retry_delays, should_retry=should_retry),
         on_progress=on_progress,
         on_upload_url=on_upload_url,
     )
     choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
-    for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
+    for name, callback in (
+        ("on_progress", on_progress),
+        ("on_upload_url", on_upload_url),
+        ("should_retry", should_retry),
+    ):
         if callback is not None and not callable(callback):
             raise UsageError(f"{name} must be callable")
     opened: Source = open_source(source)
     try:
         stop = _stop_offset(stop_at, opened.size)
         async with Transport(
-            timeout=timeout, verify=verify, cert=cert, client=http_client
+            timeout=timeout,
+            stall_timeout=stall_timeout,
+            verify=verify,
+            cert=cert,
+            client=http_client,
         ) as transport:
             return await _upload(transport, opened, plan, stop)
     finally:
@@ -261,6 +330,7 @@ class _Plan:
     resume: bool
     resume_key: str | None
     settings: PipelineSettings
+    retry: RetryPolicy
     on_progress: ProgressCallback | None
     on_upload_url: Callable[[str], object] | None
 
@@ -289,7 +359,7 @@ async def _resume_from_journal(
         logger.info("the journaled upload %s has expired; starting a new one", entry.url)
     else:
         try:
-            status = await _head(transport, entry.url, plan.headers)
+            _, _, status = await head_upload(transport, entry.url, plan.headers, plan.retry)
         except UploadNotFoundError:
             logger.info("the journaled upload %s is gone; starting a new one", entry.url)
         else:
@@ -308,23 +378,12 @@ async def _resume_from_journal(
     return None
 
 
-async def _head(
-    transport: Transport, url: str, headers: tuple[tuple[str, str], ...]
-) -> UploadStatus:
-    """HEAD an upload, retrying transient failures: an unanswered HEAD is no reason to give
-    up an upload."""
-
-    async def attempt() -> UploadStatus:
-        request, response = await _exchange(transport, head_request(url, headers))
-        return parse_head(request, response)
-
-    return await retrying(attempt, RetryPolicy(), what=f"HEAD {url}")
-
-
 async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) -> UploadResult:
     capabilities = None
     if plan.checksum is not None:
-        capabilities = await _discover(transport, plan.url or plan.upload_url or "", plan.headers)
+        capabilities = await _discover(
+            transport, plan.url or plan.upload_url or "", plan.headers, plan.retry
+        )
     algorithm = choose_checksum(plan.checksum, capabilities)
     if plan.checksum == "auto" and algorithm is None:
         logger.info("the server offers no checksum algorithm; uploading without checksums")
@@ -336,7 +395,7 @@ async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) 
         found = await _resume_from_journal(transport, source, plan, journal, key)
 
     if plan.upload_url is not None:
-        status = await _head(transport, plan.upload_url, plan.headers)
+        _, _, status = await head_upload(transport, plan.upload_url, plan.headers, plan.retry)
         if status.length != source.size:
             raise UsageError(
                 f"the upload at {plan.upload_url} is {status.length} bytes long but "
@@ -349,10 +408,12 @@ async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) 
         logger.info("resuming %s at offset %d of %d (journal)", target, offset, source.size)
     else:
         assert plan.url is not None
-        request, response = await _exchange(
-            transport, creation_request(plan.url, source.size, plan.metadata, plan.headers)
+        target, response = await _create(
+            transport,
+            creation_request(plan.url, source.size, plan.metadata, plan.headers),
+            plan.retry,
         )
-        target, offset = parse_creation(request, response), 0
+        offset = 0
         logger.info("created %s for %d bytes of %s", target, source.size, source.name)
         if key is not None and journal is not None:
             entry = JournalEntry(
@@ -383,17 +444,24 @@ async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) 
 
     final = offset
     if offset < stop:
-        final = await run_pipeline(
-            transport=transport,
-            url=target,
-            headers=plan.headers,
-            source=source,
-            start=offset,
-            stop=stop,
-            algorithm=algorithm,
-            settings=plan.settings,
-            on_acknowledged=acknowledged,
-        )
+        try:
+            final = await run_pipeline(
+                transport=transport,
+                url=target,
+                headers=plan.headers,
+                source=source,
+                start=offset,
+                stop=stop,
+                algorithm=algorithm,
+                settings=plan.settings,
+                retry=plan.retry,
+                on_acknowledged=acknowledged,
+            )
+        except SourceChangedError:
+            # The upload holds bytes of a file that no longer exists as it was: never resume it.
+            if key is not None and journal is not None:
+                await trio.to_thread.run_sync(journal.forget, key)
+            raise
     if final == source.size and key is not None and journal is not None:
         await trio.to_thread.run_sync(journal.record_finished, key)
     return UploadResult(

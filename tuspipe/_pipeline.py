@@ -36,6 +36,7 @@ from typing import NoReturn
 import trio
 
 from ._errors import TusError
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._source import Source
 from ._stages import Block, Chunk, checksummer, chunker, reader, reporter, sender
 from ._transport import Transport
@@ -80,6 +81,7 @@ async def run_pipeline(
     stop: int,
     algorithm: str | None,
     settings: PipelineSettings,
+    retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     on_acknowledged: Callable[[int], Awaitable[None]],
 ) -> int:
     """Upload the source's bytes ``[start, stop)`` to `url`; return the server's final offset.
@@ -132,6 +134,7 @@ async def run_pipeline(
                     stop=stop,
                     algorithm=algorithm,
                     read_size=settings.read_size,
+                    retry=retry,
                 )
             )
             nursery.start_soon(partial(reporter, acks_in, on_acknowledged=record))

@@ -10,7 +10,9 @@ Everything else is final at once.
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -18,10 +20,26 @@ from typing import TypeVar
 
 import trio
 
-from ._errors import NetworkError, ResponseError, TusError, UsageError
-from ._protocol import Action, classify_status
+from ._errors import NetworkError, ProtocolError, ResponseError, TusError, UsageError
+from ._protocol import (
+    Action,
+    Request,
+    Response,
+    UploadStatus,
+    classify_status,
+    head_request,
+    parse_head,
+)
+from ._transport import Transport
 
-__all__ = ["RetryPolicy", "is_transient", "retry_after_seconds", "retrying"]
+__all__ = [
+    "DEFAULT_RETRY_POLICY",
+    "RetryPolicy",
+    "head_upload",
+    "is_transient",
+    "retry_after_seconds",
+    "retrying",
+]
 
 logger = logging.getLogger("tuspipe")
 
@@ -45,18 +63,42 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 30.0
     delays: Sequence[float] | None = None
+    should_retry: Callable[[TusError, int], bool] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise UsageError(f"retries must be an int, not {self.retries!r}")
         if self.retries < 0:
             raise UsageError(f"retries must be >= 0, not {self.retries}")
-        if not (self.base >= 0 and self.cap >= 0):
-            raise UsageError("retry base and cap must be >= 0 seconds")
+        for name, seconds in (("retry base", self.base), ("retry cap", self.cap)):
+            if not _is_seconds(seconds):
+                raise UsageError(f"{name} must be a finite number of seconds >= 0, not {seconds!r}")
         if self.delays is not None and (
-            not self.delays or any(not delay >= 0 for delay in self.delays)
+            isinstance(self.delays, (str, bytes))
+            or not isinstance(self.delays, Sequence)
+            or not self.delays
+            or not all(_is_seconds(delay) for delay in self.delays)
         ):
-            raise UsageError("retry_delays must be a non-empty sequence of seconds >= 0")
+            raise UsageError(
+                "retry_delays must be a non-empty sequence of finite seconds >= 0, "
+                f"not {self.delays!r}"
+            )
+        if self.should_retry is not None and not callable(self.should_retry):
+            raise UsageError("should_retry must be callable")
+        if self.delays is not None:
+            object.__setattr__(self, "delays", tuple(self.delays))
+
+    def allows(self, error: TusError, attempt: int) -> bool:
+        """Whether failure number `attempt` (0-based, since the last progress) is retried.
+
+        Never beyond `retries`; within them, the caller's `should_retry(error, attempt)` hook
+        decides when given, else :func:`is_transient`.
+        """
+        if attempt >= self.retries:
+            return False
+        if self.should_retry is not None:
+            return bool(self.should_retry(error, attempt))
+        return is_transient(error)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0-based)."""
@@ -64,16 +106,33 @@ class RetryPolicy:
             return min(retry_after, MAX_RETRY_AFTER)
         if self.delays is not None:
             return float(self.delays[min(attempt, len(self.delays) - 1)])
-        ceiling = min(self.cap, self.base * (2.0**attempt))
+        # The exponent is bounded: 2.0**1024 overflows, and the cap is reached long before.
+        ceiling = min(self.cap, self.base * (2.0 ** min(attempt, 1023)))
         return ceiling * random.uniform(0.5, 1.0)
 
 
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
 def is_transient(error: BaseException) -> bool:
-    """True for failures that another try may cure."""
+    """True for failures that another try may cure: network errors and timeouts, and the
+    statuses classified RETRY (408, 423, 429, 5xx) or RESYNC (409: ask for the offset)."""
     if isinstance(error, NetworkError):
         return True
+    if isinstance(error, ProtocolError):
+        return False  # a server that breaks the protocol will break it again
     if isinstance(error, ResponseError) and error.status_code:
-        return classify_status(error.method, error.status_code) is Action.RETRY
+        action = classify_status(error.method, error.status_code)
+        return action is Action.RETRY or action is Action.RESYNC
     return False
 
 
@@ -90,8 +149,6 @@ def retry_after_seconds(error: BaseException) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    import time
-
     return max(0.0, moment.timestamp() - time.time())
 
 
@@ -100,24 +157,35 @@ async def retrying(
     policy: RetryPolicy,
     *,
     what: str,
-    should_retry: Callable[[BaseException], bool] = is_transient,
 ) -> T:
-    """Await `call()`, trying again after transient failures as `policy` allows."""
+    """Await `call()`, trying again after failures as `policy` allows."""
     attempt = 0
     while True:
         try:
             return await call()
         except TusError as error:
-            if attempt >= policy.retries or not should_retry(error):
+            if not policy.allows(error, attempt):
                 raise
             wait = policy.delay(attempt, retry_after_seconds(error))
             attempt += 1
             logger.warning(
-                "%s failed (%s); retry %d of %d in %.1f s",
-                what,
-                error,
-                attempt,
-                policy.retries,
-                wait,
+                "%s failed (%s); try %d of %d in %.1f s", what, error, attempt, policy.retries, wait
             )
             await trio.sleep(wait)
+
+
+async def head_upload(
+    transport: Transport,
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    policy: RetryPolicy,
+) -> tuple[Request, Response, UploadStatus]:
+    """HEAD an upload, retrying transient failures: an unanswered HEAD is no reason to give
+    up an upload. Returns the request, the answer and what it says."""
+
+    async def attempt() -> tuple[Request, Response, UploadStatus]:
+        request = head_request(url, headers)
+        response = await transport.send(request)
+        return request, response, parse_head(request, response)
+
+    return await retrying(attempt, policy, what=f"HEAD {url}")

@@ -71,6 +71,7 @@ class _DescriptorSource:
         self.name = name
         self.size = size
         self.identity = identity
+        self._snapshot = self._stat()
 
     def read_at(self, offset: int, length: int) -> bytes:
         data = os.pread(self._fd, length, self._base + offset)
@@ -85,7 +86,18 @@ class _DescriptorSource:
                 parts.append(more)
                 got += len(more)
             data = b"".join(parts)
+        # Checked after reading, so the bytes just read belong to the file as it was when the
+        # upload began; a changed file fails the upload rather than mixing two versions.
+        if self._stat() != self._snapshot:
+            raise SourceChangedError(
+                f"{self.name} changed during the upload (its size or modification time moved); "
+                "upload it again once it is stable"
+            )
         return data
+
+    def _stat(self) -> tuple[int, int]:
+        info = os.fstat(self._fd)
+        return info.st_size, info.st_mtime_ns
 
     def close(self) -> None:
         if self._owns_fd:

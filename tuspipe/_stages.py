@@ -15,14 +15,23 @@ What flows between them:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 import trio
 
-from ._errors import ChecksumMismatchError, ProtocolError
-from ._protocol import checksum_header, new_hasher, parse_patch, patch_request
+from ._errors import ChecksumMismatchError, OffsetMismatchError, ProtocolError, TusError
+from ._protocol import (
+    Request,
+    Response,
+    checksum_header,
+    new_hasher,
+    parse_patch,
+    patch_request,
+)
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, head_upload, retry_after_seconds
 from ._source import Source
 from ._transport import Transport
 
@@ -76,6 +85,15 @@ class Block:
         return self.offset + len(self.data)
 
 
+def _downstream_may_leave() -> contextlib.suppress:
+    """End a stage quietly when the next stage has closed its end of the channel.
+
+    The next stage only leaves early when it failed (and its error is the one that counts)
+    or finished: either way this stage has nothing left to do.
+    """
+    return contextlib.suppress(trio.BrokenResourceError)
+
+
 def _spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
     """``(offset, length)`` pairs cutting ``[start, stop)`` into pieces of at most `size`."""
     for offset in range(start, stop, size):
@@ -103,7 +121,7 @@ async def chunker(
     outbound: trio.MemorySendChannel[Chunk], *, start: int, stop: int, chunk_size: int
 ) -> None:
     """Cut ``[start, stop)`` into chunks of `chunk_size` bytes (the last may be shorter)."""
-    with outbound:
+    with outbound, _downstream_may_leave():
         for offset, length in _spans(start, stop, chunk_size):
             await outbound.send(Chunk(offset, length))
 
@@ -122,7 +140,7 @@ async def checksummer(
     before the PATCH body starts, and holding a chunk's blocks until then would make memory
     grow with the chunk size. While the sender streams chunk k, this hashes chunk k+1.
     """
-    with inbound, outbound:
+    with inbound, outbound, _downstream_may_leave():
         async for chunk in inbound:
             checksum = await digest_range(source, chunk.offset, chunk.length, algorithm, read_size)
             await outbound.send(replace(chunk, checksum=checksum))
@@ -136,7 +154,7 @@ async def reader(
     read_size: int,
 ) -> None:
     """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size`."""
-    with inbound, outbound:
+    with inbound, outbound, _downstream_may_leave():
         async for chunk in inbound:
             for offset, length in _spans(chunk.offset, chunk.end, read_size):
                 data = await trio.to_thread.run_sync(source.read_at, offset, length)
@@ -170,6 +188,11 @@ class _BlockCursor:
             self._chunk = self._pending.chunk
         return self._pending
 
+    @property
+    def position(self) -> int:
+        """The offset just past the last byte handed to a request (the furthest sent)."""
+        return self._consumed_to if self._pending is None else self._pending.offset
+
     def _consume(self) -> Block:
         block = self._pending
         assert block is not None
@@ -187,7 +210,7 @@ class _BlockCursor:
 
     async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[bytes]:
         """Yield the source's bytes from `start` to the end of `chunk`, which holds `start`."""
-        position = self._pending.offset if self._pending is not None else self._consumed_to
+        position = self.position
         for offset, length in _spans(start, min(chunk.end, position), self._read_size):
             yield await trio.to_thread.run_sync(self._source.read_at, offset, length)
         offset = max(start, position)
@@ -202,6 +225,19 @@ class _BlockCursor:
             yield data
 
 
+class _Stalemate:
+    """Counts what must not go on forever: failed tries, 460s, PATCHes that store nothing."""
+
+    def __init__(self, retry: RetryPolicy) -> None:
+        self.retry = retry
+        self.failures = 0  # consecutive failed tries since the offset last advanced
+        self.checksum_resends = 0
+        self.patches_without_progress = 0
+
+    def progressed(self) -> None:
+        self.failures = self.checksum_resends = self.patches_without_progress = 0
+
+
 async def sender(
     inbound: trio.MemoryReceiveChannel[Block],
     acknowledged: trio.MemorySendChannel[int],
@@ -214,17 +250,19 @@ async def sender(
     stop: int,
     algorithm: str | None,
     read_size: int,
+    retry: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> None:
     """PATCH the blocks to `url`, one request per chunk, and report each acknowledged offset.
 
     The server is the authority: after every PATCH the sender continues from the offset the
-    server returned, which may be short of what was sent (the rest is sent again).
+    server returned, which may be short of what was sent (the rest is sent again). A failed
+    PATCH that `retry` allows to retry is followed by a wait and a HEAD, and the upload goes
+    on from the offset the server reports; a 460 sends the same bytes again.
     """
     with inbound, acknowledged:
         cursor = _BlockCursor(inbound, source, read_size)
+        limits = _Stalemate(retry)
         offset = start
-        patches_without_progress = 0
-        checksum_resends = 0
         while offset < stop:
             chunk = await cursor.chunk_at(offset)
             checksum = chunk.checksum
@@ -234,46 +272,106 @@ async def sender(
                     source, offset, chunk.end - offset, algorithm, read_size
                 )
             request = patch_request(url, offset, chunk.end - offset, checksum, headers)
-            response = await transport.send(request, cursor.iter_bytes(offset, chunk))
             try:
+                response = await transport.send(request, cursor.iter_bytes(offset, chunk))
                 new_offset = parse_patch(request, response)
             except ChecksumMismatchError:
                 # The server stored nothing and its offset is unchanged: send the same bytes.
-                checksum_resends += 1
-                if checksum_resends > MAX_CHECKSUM_RESENDS:
+                limits.checksum_resends += 1
+                if limits.checksum_resends > MAX_CHECKSUM_RESENDS:
                     raise
                 logger.warning(
                     "the server found the chunk at offset %d corrupted; sending it again (%d/%d)",
                     offset,
-                    checksum_resends,
+                    limits.checksum_resends,
                     MAX_CHECKSUM_RESENDS,
                 )
                 continue
-            checksum_resends = 0
-            if new_offset == offset:
-                patches_without_progress += 1
-                if patches_without_progress >= MAX_PATCHES_WITHOUT_PROGRESS:
-                    raise ProtocolError(
-                        f"the server accepted {patches_without_progress} PATCHes at offset "
-                        f"{offset} without storing a byte",
-                        status_code=response.status_code,
-                        body=response.body,
-                        headers=response.headers,
-                        method=request.method,
-                        url=request.url,
-                    )
-            else:
-                patches_without_progress = 0
-            if new_offset < chunk.end:
-                logger.info(
-                    "server stored %d of %d bytes at offset %d; continuing from %d",
-                    new_offset - offset,
-                    chunk.end - offset,
-                    offset,
-                    new_offset,
+            except TusError as error:
+                new_offset = await _recover(
+                    error, transport, url, headers, limits, offset, cursor.position
                 )
-            offset = new_offset
-            await acknowledged.send(offset)
+            else:
+                _check_progress(request, response, offset, new_offset, limits)
+                if new_offset < chunk.end:
+                    logger.info(
+                        "server stored %d of %d bytes at offset %d; continuing from %d",
+                        new_offset - offset,
+                        chunk.end - offset,
+                        offset,
+                        new_offset,
+                    )
+            if new_offset > offset:
+                limits.progressed()
+                offset = new_offset
+                await acknowledged.send(offset)
+
+
+def _check_progress(
+    request: Request, response: Response, offset: int, new_offset: int, limits: _Stalemate
+) -> None:
+    """Fail when PATCH after PATCH is answered with success but stores nothing."""
+    if new_offset > offset:
+        return
+    limits.patches_without_progress += 1
+    if limits.patches_without_progress >= MAX_PATCHES_WITHOUT_PROGRESS:
+        raise ProtocolError(
+            f"the server accepted {limits.patches_without_progress} PATCHes at offset "
+            f"{offset} without storing a byte",
+            status_code=response.status_code,
+            body=response.body,
+            headers=response.headers,
+            method=request.method,
+            url=request.url,
+        )
+
+
+async def _recover(
+    error: TusError,
+    transport: Transport,
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    limits: _Stalemate,
+    acknowledged: int,
+    sent_up_to: int,
+) -> int:
+    """After a failed PATCH: wait as the policy says, then ask the server for its offset.
+
+    Re-raises `error` when the policy does not allow another try. The offset the server
+    reports must lie between what it acknowledged and what was sent to it.
+    """
+    if not limits.retry.allows(error, limits.failures):
+        raise error
+    # A 409 only says the offsets disagree: ask for the server's at once.
+    wait = (
+        0.0
+        if isinstance(error, OffsetMismatchError)
+        else limits.retry.delay(limits.failures, retry_after_seconds(error))
+    )
+    limits.failures += 1
+    logger.warning(
+        "PATCH at offset %d failed (%s); try %d of %d in %.1f s",
+        acknowledged,
+        error,
+        limits.failures,
+        limits.retry.retries,
+        wait,
+    )
+    await trio.sleep(wait)
+    request, response, status = await head_upload(transport, url, headers, limits.retry)
+    if not acknowledged <= status.offset <= sent_up_to:
+        raise ProtocolError(
+            f"after a failed PATCH the server reports offset {status.offset}; it had "
+            f"acknowledged {acknowledged} and was sent at most {sent_up_to}",
+            status_code=response.status_code,
+            body=response.body,
+            headers=response.headers,
+            method=request.method,
+            url=request.url,
+        )
+    if status.offset > acknowledged:
+        logger.info("the server holds %d bytes; continuing from there", status.offset)
+    return status.offset
 
 
 async def reporter(

@@ -82,7 +82,9 @@ class Transport:
     """A pooled HTTP client for tus requests; use it as an async context manager.
 
     Args:
-        timeout: seconds allowed for each connect, read, write and pool wait (never infinite).
+        timeout: seconds allowed to connect, and to wait for a pooled connection.
+        stall_timeout: seconds a request may go without moving a byte (no socket write
+            progress while sending, no answer while waiting) before it is aborted.
         verify, cert: TLS settings, see :func:`make_ssl_context`.
         client: an ``httpx.AsyncClient`` to use instead of making one; it is not closed here.
     """
@@ -91,16 +93,26 @@ class Transport:
         self,
         *,
         timeout: float = 60.0,
+        stall_timeout: float = 60.0,
         verify: VerifyTypes = True,
         cert: CertTypes | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise UsageError(f"{name} must be a positive number of seconds, not {value!r}")
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise UsageError(f"http_client must be an httpx.AsyncClient, not {client!r}")
+        # Set on every request, so they hold on a caller's client too.
+        self._timeout = httpx.Timeout(
+            connect=float(timeout),
+            pool=float(timeout),
+            read=float(stall_timeout),
+            write=float(stall_timeout),
+        )
         self._owns_client = client is None
         if client is None:
             client = httpx.AsyncClient(
-                timeout=httpx.Timeout(float(timeout)),
                 verify=make_ssl_context(verify, cert),
                 follow_redirects=False,
             )
@@ -132,6 +144,7 @@ class Transport:
             request.url,
             headers=list(request.headers),
             content=body,
+            timeout=self._timeout,
         )
         logger.debug("%s %s", request.method, request.url)
         with _mapped_errors(request):
