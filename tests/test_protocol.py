@@ -847,13 +847,14 @@ def test_parse_capabilities_malformed_max_size(max_size: str) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    ("status", "error_type"), [(401, ResponseError), (404, UploadNotFoundError)]
-)
-def test_parse_capabilities_error_status(status: int, error_type: type) -> None:
+@pytest.mark.parametrize("status", [401, 404, 410])
+def test_parse_capabilities_error_status(status: int) -> None:
     with pytest.raises(ResponseError) as info:
         parse_capabilities(options_request(ENDPOINT), answer(status, tus_version="1.0.0"))
-    assert type(info.value) is error_type
+    # no upload is involved: a 404 says the endpoint is wrong, not that an upload vanished
+    assert type(info.value) is ResponseError
+    if status != 401:
+        assert "check `url`" in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -894,11 +895,12 @@ def test_parse_creation_non_http_location(location: str) -> None:
 @pytest.mark.parametrize(
     ("status", "error_type"),
     [
-        (200, ResponseError),
-        (204, ResponseError),
+        (200, VersionMismatchError),  # a success other than 201 without Tus-Resumable
+        (204, VersionMismatchError),
         (400, ResponseError),
         (403, ResponseError),
-        (404, UploadNotFoundError),
+        (404, ResponseError),  # the creation endpoint is wrong; no upload vanished
+        (410, ResponseError),
         (412, VersionMismatchError),
         (413, UploadTooLargeError),
         (500, ResponseError),
@@ -910,6 +912,20 @@ def test_parse_creation_unwanted_status(status: int, error_type: type) -> None:
     assert type(info.value) is error_type
     assert info.value.status_code == status
     assert info.value.method == "POST"
+
+
+@pytest.mark.parametrize("status", [200, 204])
+def test_parse_creation_other_success_from_a_tus_server(status: int) -> None:
+    with pytest.raises(ProtocolError, match="not 201"):
+        parse_creation(
+            creation_request(ENDPOINT, 10),
+            answer(status, location="/files/abc", tus_resumable="1.0.0"),
+        )
+
+
+def test_parse_creation_404_names_the_endpoint() -> None:
+    with pytest.raises(ResponseError, match="no tus creation endpoint"):
+        parse_creation(creation_request(ENDPOINT, 10), answer(404))
 
 
 def test_parse_creation_wrong_tus_resumable() -> None:
@@ -953,11 +969,16 @@ def test_parse_head_complete_upload() -> None:
     [None, "", "-1", "abc", "+5", "1_0", "1.0", "0x10", "1" + "0" * 20, "\u0661\u0662", "5 5"],
 )
 def test_parse_head_bad_offset(offset: str | None) -> None:
-    headers = {"upload-length": "100"}
+    headers = {"upload-length": "100", "tus-resumable": "1.0.0"}
     if offset is not None:
         headers["upload-offset"] = offset
     with pytest.raises(ProtocolError):
         parse_head(head_request(UPLOAD), Response(200, headers))
+
+
+def test_parse_head_of_something_that_is_not_tus() -> None:
+    with pytest.raises(VersionMismatchError, match="does not look like a tus server"):
+        parse_head(head_request(UPLOAD), Response(200, {"content-type": "text/html"}))
 
 
 @pytest.mark.parametrize("length", ["-1", "x", "+1"])

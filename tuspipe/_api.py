@@ -311,10 +311,14 @@ def _journal_from(option: JournalOption) -> Journal | None:
     if option is True:
         return Journal()
     if isinstance(option, Journal):
-        return option
-    if isinstance(option, (str, os.PathLike)):
-        return Journal(option)
-    raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
+        journal = option
+    elif isinstance(option, (str, os.PathLike)):
+        journal = Journal(option)
+    else:
+        raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
+    if journal.path.is_dir():
+        raise UsageError(f"journal={str(journal.path)!r} is a directory; name a file in it")
+    return journal
 
 
 @dataclass(frozen=True)

@@ -59,16 +59,30 @@ class PipelineSettings:
     read_ahead: int
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for member in group.exceptions:
+        if isinstance(member, BaseExceptionGroup):
+            leaves.extend(_leaves(member))
+        else:
+            leaves.append(member)
+    return leaves
+
+
 def _raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise one exception standing for a failed pipeline, chained from the group."""
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    if isinstance(first, (TusError, OSError)):
+    """Raise one exception standing for a failed pipeline, chained from the group.
+
+    tuspipe's own errors and local file errors explain a failure; anything else in the group
+    (a stage noticing that its neighbour vanished, say) is a consequence, so it is chosen
+    only when nothing better is there.
+    """
+    leaves = _leaves(group)
+    cause = next((leaf for leaf in leaves if isinstance(leaf, (TusError, OSError))), None)
+    if cause is not None:
         # A copy of the same type and message, so `except tuspipe.X` works; the original,
         # with its traceback, stays in the group the copy is chained from.
-        raise copy.copy(first) from group
-    raise TusError(f"the upload pipeline failed: {first!r}") from group
+        raise copy.copy(cause) from group
+    raise TusError(f"the upload pipeline failed: {leaves[0]!r}") from group
 
 
 async def run_pipeline(

@@ -234,6 +234,10 @@ def error_for(request: Request, response: Response, message: str | None = None) 
     error_type = STATUS_ERRORS.get(status, ResponseError)
     if request.method == "HEAD" and status == 403:
         error_type = UploadNotFoundError
+    if request.method in ("POST", "OPTIONS") and status in (404, 410):
+        # Not an upload that vanished: the creation endpoint itself is wrong.
+        error_type = ResponseError
+        message = message or "there is no tus creation endpoint at this URL; check `url`"
     if message is None:
         message = _STATUS_MESSAGES.get(status, "the server answered with an unexpected status")
     if status == 412:
@@ -295,10 +299,15 @@ def validate_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str]
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise UsageError(f"header {name!r}: names and values must be str")
-        if not name or any(c in name for c in " \t\r\n:"):
+        if not name or not name.isascii() or any(c in name for c in ' \t\r\n:()<>@,;\\"/[]?={}'):
             raise UsageError(f"{name!r} is not a valid header name")
         if any(c in value for c in "\r\n\0"):
             raise UsageError(f"the value of header {name!r} contains a line break or NUL")
+        if not value.isascii():
+            raise UsageError(
+                f"the value of header {name!r} is not ASCII; HTTP headers carry ASCII only, so "
+                "encode it first (percent-encoding or base64, as the server expects)"
+            )
         if name.lower() in _RESERVED_HEADERS:
             raise UsageError(f"header {name!r} is set by tuspipe itself and cannot be overridden")
         pairs.append((name, value))
@@ -589,9 +598,29 @@ def _check_tus_answer(request: Request, response: Response) -> None:
         )
 
 
+def _not_tus(request: Request, response: Response, what: str) -> VersionMismatchError:
+    return VersionMismatchError(
+        f"{request.url} does not look like a tus server: {what} without Tus-Resumable",
+        status_code=response.status_code,
+        body=response.body,
+        headers=response.headers,
+        method=request.method,
+        url=request.url,
+    )
+
+
 def parse_creation(request: Request, response: Response) -> str:
     """Read a creation answer: the new upload's absolute URL."""
     _check_tus_answer(request, response)
+    if response.status_code != 201 and 200 <= response.status_code < 300:
+        # tus creates with 201; another success is some other web application answering.
+        if "tus-resumable" not in response.headers:
+            raise _not_tus(request, response, f"the POST was answered {response.status_code}")
+        raise _protocol_error(
+            request,
+            response,
+            f"the server answered the creation POST with {response.status_code}, not 201",
+        )
     _expect_success(request, response, 201)
     location = response.headers.get("location")
     if not location or not location.strip():
@@ -610,6 +639,8 @@ def parse_head(request: Request, response: Response) -> UploadStatus:
     _expect_success(request, response, 200, 204)
     offset = _parse_count(request, response, "upload-offset")
     if offset is None:
+        if "tus-resumable" not in response.headers:
+            raise _not_tus(request, response, "the HEAD answer has no Upload-Offset and is")
         raise _protocol_error(request, response, "the server's HEAD answer has no Upload-Offset")
     length = _parse_count(request, response, "upload-length")
     if length is not None and offset > length:

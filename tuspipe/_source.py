@@ -181,10 +181,19 @@ def _open_stream(stream: BinaryIO) -> Source:
     seekable = getattr(stream, "seekable", None)
     if not callable(seekable) or not seekable():
         raise UsageError(f"{name} is not seekable; tuspipe needs to re-read unacknowledged bytes")
+    readable = getattr(stream, "readable", None)
+    if callable(readable) and not readable():
+        raise UsageError(f"{name} is not open for reading; open it with 'rb'")
     # The upload covers the stream from where it stands now to its end.
     base = stream.tell()
-    size = stream.seek(0, os.SEEK_END) - base
+    end = stream.seek(0, os.SEEK_END)
     stream.seek(base)
+    if base > end:
+        raise UsageError(
+            f"{name} is positioned at {base}, beyond its end at {end}: nothing to upload; "
+            "seek it to where the upload should start"
+        )
+    size = end - base
     try:
         fd = stream.fileno()
         regular = stat.S_ISREG(os.fstat(fd).st_mode)

@@ -46,21 +46,36 @@ def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) 
         context = httpx.create_ssl_context(verify=verify)
     elif isinstance(verify, (str, os.PathLike)):
         location = os.fspath(verify)
-        if os.path.isdir(location):
-            context = ssl.create_default_context(capath=location)
-        elif os.path.isfile(location):
-            context = ssl.create_default_context(cafile=location)
-        else:
-            raise UsageError(f"verify={location!r}: no CA bundle file or directory there")
+        try:
+            if os.path.isdir(location):
+                context = ssl.create_default_context(capath=location)
+            elif os.path.isfile(location):
+                context = ssl.create_default_context(cafile=location)
+            else:
+                raise UsageError(f"verify={location!r}: no CA bundle file or directory there")
+        except ssl.SSLError as exc:
+            raise UsageError(f"verify={location!r} is not a PEM CA bundle: {exc}") from exc
     else:
         raise UsageError(f"verify must be a bool, a path or an ssl.SSLContext, not {verify!r}")
     if cert is not None:
         if isinstance(cert, (str, os.PathLike)):
-            context.load_cert_chain(os.fspath(cert))
-        elif isinstance(cert, tuple) and len(cert) in (2, 3):
-            context.load_cert_chain(*cert)
+            chain: tuple[str, ...] = (os.fspath(cert),)
+        elif (
+            isinstance(cert, tuple)
+            and len(cert) in (2, 3)
+            and all(isinstance(part, (str, os.PathLike)) for part in cert)
+        ):
+            chain = tuple(os.fspath(part) for part in cert)
         else:
-            raise UsageError("cert must be a path or a (cert, key[, password]) tuple")
+            raise UsageError(
+                f"cert must be a path or a (cert, key[, password]) tuple, not {cert!r}"
+            )
+        try:
+            context.load_cert_chain(*chain)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"cannot load the client certificate {chain[:2]!r}: {exc.strerror or exc}"
+            ) from exc
     return context
 
 
@@ -103,6 +118,11 @@ class Transport:
                 raise UsageError(f"{name} must be a positive number of seconds, not {value!r}")
         if client is not None and not isinstance(client, httpx.AsyncClient):
             raise UsageError(f"http_client must be an httpx.AsyncClient, not {client!r}")
+        if client is not None and (verify is not True or cert is not None):
+            raise UsageError(
+                "verify= and cert= configure tuspipe's own HTTP client; with http_client=, "
+                "set TLS options on that client instead"
+            )
         # Set on every request, so they hold on a caller's client too.
         self._timeout = httpx.Timeout(
             connect=float(timeout),
