@@ -64,11 +64,19 @@ async def _create(server: TusServer, size: int) -> str:
 
 
 async def _offset(upload_url: str) -> int:
-    """The server's offset, asked straight (never through a fault)."""
+    """The server's offset, asked straight (never through a fault), once it has settled: a
+    busy server may still be storing the body of a request whose connection was cut."""
+    previous = -1
     async with httpx.AsyncClient(timeout=10) as client:
-        answer = await client.head(upload_url, headers=TUS)
-    assert answer.status_code in (200, 204), answer.status_code
-    return int(answer.headers["upload-offset"])
+        for _ in range(40):
+            answer = await client.head(upload_url, headers=TUS)
+            assert answer.status_code in (200, 204), answer.status_code
+            offset = int(answer.headers["upload-offset"])
+            if offset == previous and offset > 0:
+                break
+            previous = offset
+            await trio.sleep(0.05)
+    return offset
 
 
 async def _patch(

@@ -15,6 +15,8 @@ from ._api import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_READ_AHEAD,
     DEFAULT_READ_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
     DEFAULT_TIMEOUT,
     UploadResult,
     upload,
@@ -36,13 +38,26 @@ from ._errors import (
     VersionMismatchError,
 )
 from ._journal import Journal, JournalEntry, default_journal_path
-from ._protocol import CHECKSUM_ALGORITHMS, TUS_VERSION
+from ._operations import (
+    create_upload,
+    create_upload_async,
+    server_info,
+    server_info_async,
+    terminate,
+    terminate_async,
+    upload_status,
+    upload_status_async,
+)
+from ._protocol import CHECKSUM_ALGORITHMS, TUS_VERSION, ServerCapabilities, UploadStatus
+from ._retry import RetryPolicy
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_READ_AHEAD",
     "DEFAULT_READ_SIZE",
+    "DEFAULT_RETRIES",
+    "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
     "ChecksumMismatchError",
@@ -53,18 +68,29 @@ __all__ = [
     "OffsetMismatchError",
     "ProtocolError",
     "ResponseError",
+    "RetryPolicy",
+    "ServerCapabilities",
     "SourceChangedError",
     "TusError",
     "UnsupportedFeatureError",
     "UploadNotFoundError",
     "UploadResult",
+    "UploadStatus",
     "UploadTooLargeError",
     "UsageError",
     "VersionMismatchError",
     "__version__",
+    "create_upload",
+    "create_upload_async",
     "default_journal_path",
+    "server_info",
+    "server_info_async",
+    "terminate",
+    "terminate_async",
     "upload",
     "upload_async",
+    "upload_status",
+    "upload_status_async",
 ]
 
 __version__ = "0.1.0"

@@ -6,21 +6,17 @@ implementation. Everything the caller passes is checked before the first request
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, TypeVar, Union
+from typing import Union
 
 import httpx
 import trio
 
 from ._errors import (
-    NetworkError,
-    ResponseError,
     SourceChangedError,
     TusError,
     UploadNotFoundError,
@@ -38,13 +34,13 @@ from ._protocol import (
     encode_metadata,
     options_request,
     parse_capabilities,
-    parse_creation,
     upload_expires,
     validate_headers,
     validate_url,
 )
-from ._retry import RetryPolicy, head_upload, retrying
+from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import Source, SourceLike, open_source
+from ._sync import blocking
 from ._transport import CertTypes, Transport, VerifyTypes
 
 __all__ = [
@@ -82,9 +78,6 @@ JOURNAL_WRITE_INTERVAL = 0.5
 
 ProgressCallback = Callable[[int, int], object]
 """Called as ``on_progress(acknowledged, total)`` after each offset the server confirms."""
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,36 +135,6 @@ async def _discover(
         logger.info("%s does not answer OPTIONS (%d)", url, response.status_code)
         return None
     return parse_capabilities(request, response)
-
-
-async def _create(
-    transport: Transport, request: Request, retry: RetryPolicy
-) -> tuple[str, Response]:
-    """POST the creation request, retrying network errors, 429 and 5xx.
-
-    A POST whose answer was lost may already have created an upload; trying again then leaves
-    an orphan for the server to expire, which beats giving up the whole upload.
-    """
-
-    async def attempt() -> tuple[str, Response]:
-        response = await transport.send(request)
-        return parse_creation(request, response), response
-
-    creation_retry = dataclasses.replace(retry, should_retry=_creation_is_retried(retry))
-    return await retrying(attempt, creation_retry, what=f"POST {request.url}")
-
-
-def _creation_is_retried(retry: RetryPolicy) -> Callable[[TusError, int], bool]:
-    def decide(error: TusError, attempt: int) -> bool:
-        if retry.should_retry is not None:
-            return bool(retry.should_retry(error, attempt))
-        if isinstance(error, NetworkError):
-            return True
-        return isinstance(error, ResponseError) and (
-            error.status_code >= 500 or error.status_code == 429
-        )
-
-    return decide
 
 
 JournalOption = Union[bool, str, "os.PathLike[str]", Journal, None]
@@ -412,7 +375,7 @@ async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) 
         logger.info("resuming %s at offset %d of %d (journal)", target, offset, source.size)
     else:
         assert plan.url is not None
-        target, response = await _create(
+        target, response = await create_with_retries(
             transport,
             creation_request(plan.url, source.size, plan.metadata, plan.headers),
             plan.retry,
@@ -473,27 +436,4 @@ async def _upload(transport: Transport, source: Source, plan: _Plan, stop: int) 
     )
 
 
-def _blocking(async_fn: Callable[P, Awaitable[T]], name: str) -> Callable[P, T]:
-    """A blocking twin of `async_fn`: ``trio.run`` over it, and nothing more."""
-
-    @functools.wraps(async_fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            raise UsageError(
-                f"tuspipe.{name}() blocks and cannot run inside trio; "
-                f"use `await tuspipe.{async_fn.__name__}(...)` there"
-            )
-        return trio.run(functools.partial(async_fn, *args, **kwargs))
-
-    run.__name__ = run.__qualname__ = name
-    run.__doc__ = f"Blocking form of :func:`{async_fn.__name__}` (``trio.run`` over it).\n\n" + (
-        async_fn.__doc__ or ""
-    )
-    return run
-
-
-upload = _blocking(upload_async, "upload")
+upload = blocking(upload_async, "upload")

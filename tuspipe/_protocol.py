@@ -138,11 +138,20 @@ class Response:
 
 @dataclass(frozen=True)
 class UploadStatus:
-    """What HEAD says about an upload: its offset and, when declared, its length."""
+    """What HEAD says about an upload.
+
+    ``length`` is None while the length is deferred; ``metadata`` holds the decoded
+    ``Upload-Metadata`` (empty when the server sends none or sends it malformed).
+    """
 
     offset: int
     length: int | None
     expires: str | None = None
+    metadata: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.length is not None and self.offset == self.length
 
 
 @dataclass(frozen=True)
@@ -647,8 +656,12 @@ def parse_head(request: Request, response: Response) -> UploadStatus:
         raise _protocol_error(
             request, response, f"the server reports offset {offset} beyond the length {length}"
         )
+    try:
+        metadata = decode_metadata(response.headers.get("upload-metadata", ""))
+    except ValueError:
+        metadata = {}  # informative only: a malformed value must not fail the upload
     return UploadStatus(
-        offset=offset, length=length, expires=response.headers.get("upload-expires")
+        offset=offset, length=length, expires=upload_expires(response), metadata=metadata
     )
 
 

@@ -9,6 +9,7 @@ Everything else is final at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ from ._protocol import (
     UploadStatus,
     classify_status,
     head_request,
+    parse_creation,
     parse_head,
 )
 from ._transport import Transport
@@ -35,6 +37,7 @@ from ._transport import Transport
 __all__ = [
     "DEFAULT_RETRY_POLICY",
     "RetryPolicy",
+    "create_with_retries",
     "head_upload",
     "is_transient",
     "retry_after_seconds",
@@ -189,3 +192,32 @@ async def head_upload(
         return request, response, parse_head(request, response)
 
     return await retrying(attempt, policy, what=f"HEAD {url}")
+
+
+async def create_with_retries(
+    transport: Transport, request: Request, policy: RetryPolicy
+) -> tuple[str, Response]:
+    """POST a creation request; return the new upload's URL and the answer.
+
+    Retried on network errors, 429 and 5xx only (unless the policy's own hook decides): a POST
+    whose answer was lost may already have created an upload, and trying again then leaves an
+    orphan for the server to expire, which beats giving up the whole upload.
+    """
+
+    async def attempt() -> tuple[str, Response]:
+        response = await transport.send(request)
+        return parse_creation(request, response), response
+
+    def decide(error: TusError, attempt_number: int) -> bool:
+        if policy.should_retry is not None:
+            return bool(policy.should_retry(error, attempt_number))
+        if isinstance(error, NetworkError):
+            return True
+        return (
+            isinstance(error, ResponseError)
+            and not isinstance(error, ProtocolError)
+            and (error.status_code >= 500 or error.status_code == 429)
+        )
+
+    creation_policy = dataclasses.replace(policy, should_retry=decide)
+    return await retrying(attempt, creation_policy, what=f"POST {request.url}")
