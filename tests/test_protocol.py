@@ -109,6 +109,8 @@ EXPECTED_ALL = [
     "NetworkTimeoutError",
     "OffsetMismatchError",
     "ProtocolError",
+    "Request",
+    "Response",
     "ResponseError",
     "RetryPolicy",
     "ServerCapabilities",

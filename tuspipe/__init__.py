@@ -48,7 +48,14 @@ from ._operations import (
     upload_status,
     upload_status_async,
 )
-from ._protocol import CHECKSUM_ALGORITHMS, TUS_VERSION, ServerCapabilities, UploadStatus
+from ._protocol import (
+    CHECKSUM_ALGORITHMS,
+    TUS_VERSION,
+    Request,
+    Response,
+    ServerCapabilities,
+    UploadStatus,
+)
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -67,6 +74,8 @@ __all__ = [
     "NetworkTimeoutError",
     "OffsetMismatchError",
     "ProtocolError",
+    "Request",
+    "Response",
     "ResponseError",
     "RetryPolicy",
     "ServerCapabilities",

@@ -41,7 +41,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import Source, SourceLike, open_source
 from ._sync import blocking
-from ._transport import CertTypes, Transport, VerifyTypes
+from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -158,6 +158,7 @@ async def upload_async(
     should_retry: Callable[[TusError, int], bool] | None = None,
     on_progress: ProgressCallback | None = None,
     on_upload_url: Callable[[str], object] | None = None,
+    on_response: ResponseHook | None = None,
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
@@ -200,6 +201,8 @@ async def upload_async(
         on_progress: called as ``on_progress(acknowledged, total)`` once the starting offset
             is known, then as the server acknowledges bytes.
         on_upload_url: called with the upload's URL as soon as it is known.
+        on_response: called as ``on_response(request, response)`` after every answer from
+            the server (:class:`tuspipe.Request` and :class:`tuspipe.Response` values).
         verify, cert: TLS verification and client certificate, as in httpx.
         timeout: seconds allowed to connect (and to wait for a pooled connection).
         stall_timeout: seconds a request may go without moving a byte before it is aborted
@@ -262,6 +265,7 @@ async def upload_async(
             verify=verify,
             cert=cert,
             client=http_client,
+            on_response=on_response,
         ) as transport:
             return await _upload(transport, opened, plan, stop)
     finally:

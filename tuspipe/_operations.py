@@ -29,7 +29,7 @@ from ._protocol import (
 )
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._sync import blocking
-from ._transport import CertTypes, Transport, VerifyTypes
+from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
 
 __all__ = [
     "create_upload",
@@ -57,11 +57,12 @@ async def _with_transport(
     cert: CertTypes | None,
     timeout: float,
     http_client: httpx.AsyncClient | None,
+    on_response: ResponseHook | None,
 ) -> T:
     extra_headers = validate_headers(headers)
     retry = RetryPolicy(retries=retries, delays=retry_delays)
     async with Transport(
-        timeout=timeout, verify=verify, cert=cert, client=http_client
+        timeout=timeout, verify=verify, cert=cert, client=http_client, on_response=on_response
     ) as transport:
         return await call(transport, extra_headers, retry)
 
@@ -76,6 +77,7 @@ async def server_info_async(
     cert: CertTypes | None = None,
     timeout: float = 30.0,
     http_client: httpx.AsyncClient | None = None,
+    on_response: ResponseHook | None = None,
 ) -> ServerCapabilities:
     """Ask a tus server what it supports (OPTIONS): versions, extensions, maximum size and
     checksum algorithms. A server that does not offer tus 1.0.0 is a VersionMismatchError."""
@@ -99,6 +101,7 @@ async def server_info_async(
         cert=cert,
         timeout=timeout,
         http_client=http_client,
+        on_response=on_response,
     )
 
 
@@ -112,6 +115,7 @@ async def upload_status_async(
     cert: CertTypes | None = None,
     timeout: float = 30.0,
     http_client: httpx.AsyncClient | None = None,
+    on_response: ResponseHook | None = None,
 ) -> UploadStatus:
     """Ask the server about an upload (HEAD): offset, length, expiry and metadata.
 
@@ -133,6 +137,7 @@ async def upload_status_async(
         cert=cert,
         timeout=timeout,
         http_client=http_client,
+        on_response=on_response,
     )
 
 
@@ -148,6 +153,7 @@ async def create_upload_async(
     cert: CertTypes | None = None,
     timeout: float = 30.0,
     http_client: httpx.AsyncClient | None = None,
+    on_response: ResponseHook | None = None,
 ) -> str:
     """Create an upload of `length` bytes at the creation endpoint `url`; return its URL.
 
@@ -173,6 +179,7 @@ async def create_upload_async(
         cert=cert,
         timeout=timeout,
         http_client=http_client,
+        on_response=on_response,
     )
 
 
@@ -186,6 +193,7 @@ async def terminate_async(
     cert: CertTypes | None = None,
     timeout: float = 30.0,
     http_client: httpx.AsyncClient | None = None,
+    on_response: ResponseHook | None = None,
 ) -> None:
     """Delete an upload (tus termination). An upload that is already gone counts as deleted."""
     validate_url(upload_url)
@@ -209,6 +217,7 @@ async def terminate_async(
         cert=cert,
         timeout=timeout,
         http_client=http_client,
+        on_response=on_response,
     )
 
 

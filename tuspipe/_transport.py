@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Union
@@ -21,11 +21,13 @@ import httpx
 from ._errors import NetworkError, NetworkTimeoutError, UsageError
 from ._protocol import Request, Response
 
-__all__ = ["CertTypes", "Transport", "VerifyTypes", "make_ssl_context"]
+__all__ = ["CertTypes", "ResponseHook", "Transport", "VerifyTypes", "make_ssl_context"]
 
 logger = logging.getLogger("tuspipe")
 
 VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+ResponseHook = Callable[[Request, Response], object]
+"""Called as ``on_response(request, response)`` after every answer the transport receives."""
 CertTypes = Union[str, "os.PathLike[str]", tuple[str, str], tuple[str, str, str]]
 
 # tus answers carry their meaning in headers; a body is only kept to quote it in errors, so a
@@ -102,6 +104,7 @@ class Transport:
             progress while sending, no answer while waiting) before it is aborted.
         verify, cert: TLS settings, see :func:`make_ssl_context`.
         client: an ``httpx.AsyncClient`` to use instead of making one; it is not closed here.
+        on_response: called as ``on_response(request, response)`` after every answer.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class Transport:
         verify: VerifyTypes = True,
         cert: CertTypes | None = None,
         client: httpx.AsyncClient | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -137,6 +141,9 @@ class Transport:
                 follow_redirects=False,
             )
         self._client = client
+        if on_response is not None and not callable(on_response):
+            raise UsageError("on_response must be callable")
+        self._on_response = on_response
 
     async def __aenter__(self) -> Transport:
         return self
@@ -183,6 +190,8 @@ class Transport:
             body=body_bytes,
         )
         logger.debug("%s %s -> %d", request.method, request.url, response.status_code)
+        if self._on_response is not None:
+            self._on_response(request, response)
         return response
 
 
