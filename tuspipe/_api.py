@@ -156,6 +156,7 @@ async def upload_async(
     retries: int = DEFAULT_RETRIES,
     retry_delays: Sequence[float] | None = None,
     should_retry: Callable[[TusError, int], bool] | None = None,
+    on_retry: Callable[[TusError, int, float], object] | None = None,
     on_progress: ProgressCallback | None = None,
     on_upload_url: Callable[[str], object] | None = None,
     on_response: ResponseHook | None = None,
@@ -198,6 +199,7 @@ async def upload_async(
             default: exponential backoff from 0.5 s up to 30 s, with jitter.
         should_retry: ``should_retry(error, attempt) -> bool`` decides instead of the
             default rule which failures are retried (within `retries`).
+        on_retry: called as ``on_retry(error, attempt, wait_seconds)`` before each retry.
         on_progress: called as ``on_progress(acknowledged, total)`` once the starting offset
             is known, then as the server acknowledges bytes.
         on_upload_url: called with the upload's URL as soon as it is known.
@@ -244,7 +246,9 @@ async def upload_async(
         resume=bool(resume),
         resume_key=resume_key,
         settings=settings,
-        retry=RetryPolicy(retries=retries, delays=retry_delays, should_retry=should_retry),
+        retry=RetryPolicy(
+            retries=retries, delays=retry_delays, should_retry=should_retry, on_retry=on_retry
+        ),
         on_progress=on_progress,
         on_upload_url=on_upload_url,
     )
@@ -252,7 +256,6 @@ async def upload_async(
     for name, callback in (
         ("on_progress", on_progress),
         ("on_upload_url", on_upload_url),
-        ("should_retry", should_retry),
     ):
         if callback is not None and not callable(callback):
             raise UsageError(f"{name} must be callable")

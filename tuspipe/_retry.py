@@ -67,6 +67,7 @@ class RetryPolicy:
     cap: float = 30.0
     delays: Sequence[float] | None = None
     should_retry: Callable[[TusError, int], bool] | None = None
+    on_retry: Callable[[TusError, int, float], object] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
@@ -86,8 +87,9 @@ class RetryPolicy:
                 "retry_delays must be a non-empty sequence of finite seconds >= 0, "
                 f"not {self.delays!r}"
             )
-        if self.should_retry is not None and not callable(self.should_retry):
-            raise UsageError("should_retry must be callable")
+        for name in ("should_retry", "on_retry"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise UsageError(f"{name} must be callable")
         if self.delays is not None:
             object.__setattr__(self, "delays", tuple(self.delays))
 
@@ -102,6 +104,22 @@ class RetryPolicy:
         if self.should_retry is not None:
             return bool(self.should_retry(error, attempt))
         return is_transient(error)
+
+    async def wait_before_retry(
+        self, error: TusError, attempt: int, what: str, *, wait: float | None = None
+    ) -> None:
+        """Announce retry number `attempt` (1-based) of `what`, then sleep before it.
+
+        `wait` overrides the policy's delay (0 for a failure that needs no pause).
+        """
+        if wait is None:
+            wait = self.delay(attempt - 1, retry_after_seconds(error))
+        logger.warning(
+            "%s failed (%s); try %d of %d in %.1f s", what, error, attempt, self.retries, wait
+        )
+        if self.on_retry is not None:
+            self.on_retry(error, attempt, wait)
+        await trio.sleep(wait)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0-based)."""
@@ -169,12 +187,8 @@ async def retrying(
         except TusError as error:
             if not policy.allows(error, attempt):
                 raise
-            wait = policy.delay(attempt, retry_after_seconds(error))
             attempt += 1
-            logger.warning(
-                "%s failed (%s); try %d of %d in %.1f s", what, error, attempt, policy.retries, wait
-            )
-            await trio.sleep(wait)
+            await policy.wait_before_retry(error, attempt, what)
 
 
 async def head_upload(

@@ -31,7 +31,7 @@ from ._protocol import (
     parse_patch,
     patch_request,
 )
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, head_upload, retry_after_seconds
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, head_upload
 from ._source import Source
 from ._transport import Transport
 
@@ -343,21 +343,14 @@ async def _recover(
     if not limits.retry.allows(error, limits.failures):
         raise error
     # A 409 only says the offsets disagree: ask for the server's at once.
-    wait = (
-        0.0
-        if isinstance(error, OffsetMismatchError)
-        else limits.retry.delay(limits.failures, retry_after_seconds(error))
-    )
     limits.failures += 1
-    logger.warning(
-        "PATCH at offset %d failed (%s); try %d of %d in %.1f s",
-        acknowledged,
+    await limits.retry.wait_before_retry(
         error,
         limits.failures,
-        limits.retry.retries,
-        wait,
+        f"PATCH at offset {acknowledged}",
+        # a 409 only says the offsets disagree: ask for the server's at once
+        wait=0.0 if isinstance(error, OffsetMismatchError) else None,
     )
-    await trio.sleep(wait)
     request, response, status = await head_upload(transport, url, headers, limits.retry)
     if not acknowledged <= status.offset <= sent_up_to:
         raise ProtocolError(
