@@ -103,6 +103,7 @@ EXPECTED_ALL = [
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
     "ChecksumMismatchError",
+    "Client",
     "Journal",
     "JournalEntry",
     "NetworkError",

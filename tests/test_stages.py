@@ -37,7 +37,7 @@ from tuspipe import (
     UploadTooLargeError,
     UsageError,
 )
-from tuspipe._api import JOURNAL_WRITE_INTERVAL
+from tuspipe._types import JOURNAL_WRITE_INTERVAL
 from tuspipe._journal import decode_records
 from tuspipe._pipeline import PipelineSettings, run_pipeline
 from tuspipe._protocol import CHECKSUM_ALGORITHMS

@@ -11,17 +11,8 @@ Inside trio, ``await tuspipe.upload_async(...)`` does the same without blocking.
 
 from __future__ import annotations
 
-from ._api import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_READ_AHEAD,
-    DEFAULT_READ_SIZE,
-    DEFAULT_RETRIES,
-    DEFAULT_STALL_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    UploadResult,
-    upload,
-    upload_async,
-)
+from ._api import upload, upload_async
+from ._client import Client
 from ._errors import (
     ChecksumMismatchError,
     NetworkError,
@@ -57,6 +48,15 @@ from ._protocol import (
     UploadStatus,
 )
 from ._retry import RetryPolicy
+from ._types import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_READ_AHEAD,
+    DEFAULT_READ_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    UploadResult,
+)
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
     "ChecksumMismatchError",
+    "Client",
     "Journal",
     "JournalEntry",
     "NetworkError",

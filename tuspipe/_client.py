@@ -1,0 +1,453 @@
+"""The client: one connection pool, shared settings, and server capabilities cached per
+endpoint. Every public call (upload, status, creation, termination, discovery) is a method here;
+the module-level functions are a temporary :class:`Client` around one call.
+
+Theory of operation of an upload
+--------------------------------
+1. Check every argument; open the source (local mistakes fail here, before any traffic).
+2. Ask the server what it offers (OPTIONS, once per endpoint per client) when a feature
+   depends on it (a checksum).
+3. Find the upload: ``upload_url=`` (HEAD), else the journal's unfinished upload of this
+   source to this endpoint (HEAD; dropped if gone or not this source's), else create one.
+4. Run the pipeline from the server's offset; journal acknowledged offsets as they come.
+5. Mark the journal record finished once the server holds every byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+
+import httpx
+import trio
+
+from ._errors import SourceChangedError, TusError, UploadNotFoundError, UsageError
+from ._fingerprint import fingerprint
+from ._journal import Journal, JournalEntry, has_expired, public_endpoint
+from ._pipeline import PipelineSettings, run_pipeline
+from ._protocol import (
+    ServerCapabilities,
+    UploadStatus,
+    choose_checksum,
+    creation_request,
+    delete_request,
+    encode_metadata,
+    options_request,
+    parse_capabilities,
+    parse_termination,
+    upload_expires,
+    validate_headers,
+    validate_url,
+)
+from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
+from ._source import Source, SourceLike, open_source
+from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
+from ._types import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_READ_AHEAD,
+    DEFAULT_READ_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    JOURNAL_WRITE_INTERVAL,
+    JournalOption,
+    ProgressCallback,
+    UploadResult,
+)
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("tuspipe")
+
+
+class Client:
+    """A tus client: one connection pool and one set of settings for many calls.
+
+    Use it as an async context manager::
+
+        async with tuspipe.Client(headers={"Authorization": "Bearer ..."}) as client:
+            info = await client.server_info("https://tus.example/files/")
+            result = await client.upload("video.mp4", "https://tus.example/files/")
+
+    What OPTIONS says about an endpoint is asked once and kept for the client's lifetime.
+
+    Args:
+        headers: extra headers for every request (authentication, say). Never journaled.
+        journal: where unfinished uploads are remembered so a later call resumes them: True
+            for the default file (``$TUSPIPE_JOURNAL``, else the user's cache directory), a
+            path, a :class:`Journal`, or None / False to remember nothing.
+        retries: how many times a failed request is tried again before the call fails; for
+            uploads the count starts afresh whenever the server's offset advances. Retried:
+            network errors, timeouts, 5xx, 409 (the offset is asked for again), 423, 429
+            (honouring ``Retry-After``); a 460 resends the same bytes up to 3 times. The
+            creation POST is retried on network errors, 429 and 5xx only.
+        retry_delays: seconds to wait before the 1st, 2nd, ... retry (the last repeats);
+            default: exponential backoff from 0.5 s up to 30 s, with jitter.
+        should_retry: ``should_retry(error, attempt) -> bool`` decides instead of the
+            default rule which failures are retried (within `retries`).
+        on_retry: called as ``on_retry(error, attempt, wait_seconds)`` before each retry.
+        on_response: called as ``on_response(request, response)`` after every answer from
+            the server (:class:`tuspipe.Request` and :class:`tuspipe.Response` values).
+        verify, cert: TLS verification and client certificate, as in httpx.
+        timeout: seconds allowed to connect (and to wait for a pooled connection).
+        stall_timeout: seconds a request may go without moving a byte before it is aborted
+            and retried.
+        http_client: an ``httpx.AsyncClient`` to share; it is not closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        journal: JournalOption = True,
+        retries: int = DEFAULT_RETRIES,
+        retry_delays: Sequence[float] | None = None,
+        should_retry: Callable[[TusError, int], bool] | None = None,
+        on_retry: Callable[[TusError, int, float], object] | None = None,
+        on_response: ResponseHook | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._headers = validate_headers(headers)
+        self._journal = _journal_from(journal)
+        self._retry = RetryPolicy(
+            retries=retries, delays=retry_delays, should_retry=should_retry, on_retry=on_retry
+        )
+        self._transport = Transport(
+            timeout=timeout,
+            stall_timeout=stall_timeout,
+            verify=verify,
+            cert=cert,
+            client=http_client,
+            on_response=on_response,
+        )
+        self._capabilities: dict[str, ServerCapabilities | None] = {}
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not a caller's ``http_client``)."""
+        await self._transport.aclose()
+
+    # ---- single operations --------------------------------------------------------------
+
+    async def server_info(self, url: str) -> ServerCapabilities:
+        """Ask a tus server what it supports (OPTIONS): versions, extensions, maximum size
+        and checksum algorithms. A server that does not offer tus 1.0.0 is a
+        VersionMismatchError; one that does not answer OPTIONS is a ResponseError."""
+        validate_url(url)
+
+        async def attempt() -> ServerCapabilities:
+            request = options_request(url, self._headers)
+            return parse_capabilities(request, await self._transport.send(request))
+
+        capabilities = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
+        self._capabilities[url] = capabilities
+        return capabilities
+
+    async def _known_capabilities(self, url: str) -> ServerCapabilities | None:
+        """What `url` supports, asked once per client; None if it does not answer OPTIONS."""
+        if url not in self._capabilities:
+
+            async def attempt() -> ServerCapabilities | None:
+                request = options_request(url, self._headers)
+                response = await self._transport.send(request)
+                if response.status_code in (404, 405):
+                    logger.info("%s does not answer OPTIONS (%d)", url, response.status_code)
+                    return None
+                return parse_capabilities(request, response)
+
+            self._capabilities[url] = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
+        return self._capabilities[url]
+
+    async def upload_status(self, upload_url: str) -> UploadStatus:
+        """Ask the server about an upload (HEAD): offset, length, expiry and metadata.
+
+        An upload the server does not have is an UploadNotFoundError.
+        """
+        validate_url(upload_url)
+        return (await head_upload(self._transport, upload_url, self._headers, self._retry))[2]
+
+    async def create_upload(
+        self, url: str, length: int, *, metadata: Mapping[str, str | bytes] | None = None
+    ) -> str:
+        """Create an upload of `length` bytes at the creation endpoint `url`; return its URL.
+
+        Retried on network errors, 429 and 5xx (as an upload's own creation is).
+        """
+        validate_url(url)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise UsageError(f"length must be an int >= 0, not {length!r}")
+        request = creation_request(url, length, encode_metadata(metadata), self._headers)
+        return (await create_with_retries(self._transport, request, self._retry))[0]
+
+    async def terminate(self, upload_url: str) -> None:
+        """Delete an upload (tus termination). One that is already gone counts as deleted."""
+        validate_url(upload_url)
+
+        async def attempt() -> None:
+            request = delete_request(upload_url, self._headers)
+            parse_termination(request, await self._transport.send(request))
+
+        await retrying(attempt, self._retry, what=f"DELETE {upload_url}")
+        logger.info("terminated %s", upload_url)
+
+    # ---- uploads ------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        source: SourceLike,
+        url: str | None = None,
+        *,
+        upload_url: str | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        metadata: Mapping[str, str | bytes] | None = None,
+        checksum: str | None = None,
+        stop_at: int | None = None,
+        resume: bool = True,
+        resume_key: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_upload_url: Callable[[str], object] | None = None,
+        read_size: int = DEFAULT_READ_SIZE,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+    ) -> UploadResult:
+        """Upload `source`; see :func:`tuspipe.upload_async` for every argument."""
+        if url is None and upload_url is None:
+            raise UsageError("give the creation endpoint `url`, or `upload_url` to resume")
+        if url is not None:
+            validate_url(url)
+        if upload_url is not None:
+            validate_url(upload_url)
+        if resume_key is not None and (not isinstance(resume_key, str) or not resume_key):
+            raise UsageError("resume_key must be a non-empty str")
+        plan = _Plan(
+            url=url,
+            upload_url=upload_url,
+            metadata=encode_metadata(metadata),
+            headers=self._headers,
+            checksum=checksum,
+            journal=self._journal,
+            resume=bool(resume),
+            resume_key=resume_key,
+            settings=PipelineSettings(
+                chunk_size=_positive_int("chunk_size", chunk_size),
+                read_size=_positive_int("read_size", read_size),
+                read_ahead=_positive_int("read_ahead", read_ahead),
+            ),
+            retry=self._retry,
+            on_progress=on_progress,
+            on_upload_url=on_upload_url,
+        )
+        choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
+        for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
+            if callback is not None and not callable(callback):
+                raise UsageError(f"{name} must be callable")
+        opened: Source = open_source(source)
+        try:
+            stop = _stop_offset(stop_at, opened.size)
+            return await self._upload(opened, plan, stop)
+        finally:
+            opened.close()
+
+    async def _upload(self, source: Source, plan: _Plan, stop: int) -> UploadResult:
+        return await _run_upload(self, self._transport, source, plan, stop)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{name} must be a positive int, not {value!r}")
+    return value
+
+
+def _stop_offset(stop_at: int | None, size: int) -> int:
+    if stop_at is None:
+        return size
+    if isinstance(stop_at, bool) or not isinstance(stop_at, int):
+        raise UsageError(f"stop_at must be an int or None, not {stop_at!r}")
+    if not 0 <= stop_at <= size:
+        raise UsageError(f"stop_at={stop_at} lies outside the source's {size} bytes")
+    return stop_at
+
+
+def _journal_from(option: JournalOption) -> Journal | None:
+    if option is None or option is False:
+        return None
+    if option is True:
+        return Journal()
+    if isinstance(option, Journal):
+        journal = option
+    elif isinstance(option, (str, os.PathLike)):
+        journal = Journal(option)
+    else:
+        raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
+    if journal.path.is_dir():
+        raise UsageError(f"journal={str(journal.path)!r} is a directory; name a file in it")
+    return journal
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The validated request of one upload call."""
+
+    url: str | None
+    upload_url: str | None
+    metadata: str | None
+    headers: tuple[tuple[str, str], ...]
+    checksum: str | None
+    journal: Journal | None
+    resume: bool
+    resume_key: str | None
+    settings: PipelineSettings
+    retry: RetryPolicy
+    on_progress: ProgressCallback | None
+    on_upload_url: Callable[[str], object] | None
+
+
+async def _journal_key(source: Source, plan: _Plan) -> str | None:
+    """The source's fingerprint for the journal, or None when this upload is not journaled."""
+    if plan.journal is None or plan.url is None or plan.upload_url is not None:
+        return None
+    identity = f"key:{plan.resume_key}" if plan.resume_key is not None else source.identity
+    if identity is None:
+        logger.debug("%s has no stable identity; pass resume_key= to journal it", source.name)
+        return None
+    return await trio.to_thread.run_sync(
+        partial(fingerprint, source, endpoint=plan.url, identity=identity)
+    )
+
+
+async def _resume_from_journal(
+    transport: Transport, source: Source, plan: _Plan, journal: Journal, key: str
+) -> tuple[str, int] | None:
+    """The (url, offset) of this source's unfinished upload, if the server still has it."""
+    entry = await trio.to_thread.run_sync(journal.get, key)
+    if entry is None:
+        return None
+    if has_expired(entry):
+        logger.info("the journaled upload %s has expired; starting a new one", entry.url)
+    else:
+        try:
+            _, _, status = await head_upload(transport, entry.url, plan.headers, plan.retry)
+        except UploadNotFoundError:
+            logger.info("the journaled upload %s is gone; starting a new one", entry.url)
+        else:
+            if status.length == source.size and status.offset <= source.size:
+                return entry.url, status.offset
+            logger.warning(
+                "the journaled upload %s holds %s of %s bytes, but %s has %d; "
+                "it is not this source's upload, so a new one is made",
+                entry.url,
+                status.offset,
+                status.length,
+                source.name,
+                source.size,
+            )
+    await trio.to_thread.run_sync(journal.forget, key)
+    return None
+
+
+async def _run_upload(
+    client: Client, transport: Transport, source: Source, plan: _Plan, stop: int
+) -> UploadResult:
+    capabilities = None
+    if plan.checksum is not None:
+        capabilities = await client._known_capabilities(plan.url or plan.upload_url or "")
+    algorithm = choose_checksum(plan.checksum, capabilities)
+    if plan.checksum == "auto" and algorithm is None:
+        logger.info("the server offers no checksum algorithm; uploading without checksums")
+
+    journal = plan.journal
+    key = await _journal_key(source, plan)
+    found = None
+    if key is not None and journal is not None and plan.resume:
+        found = await _resume_from_journal(transport, source, plan, journal, key)
+
+    if plan.upload_url is not None:
+        _, _, status = await head_upload(transport, plan.upload_url, plan.headers, plan.retry)
+        if status.length != source.size:
+            raise UsageError(
+                f"the upload at {plan.upload_url} is {status.length} bytes long but "
+                f"{source.name} has {source.size}; it is not an upload of this source"
+            )
+        target, offset = plan.upload_url, status.offset
+        logger.info("resuming %s at offset %d of %d", target, offset, source.size)
+    elif found is not None:
+        target, offset = found
+        logger.info("resuming %s at offset %d of %d (journal)", target, offset, source.size)
+    else:
+        assert plan.url is not None
+        target, response = await create_with_retries(
+            transport,
+            creation_request(plan.url, source.size, plan.metadata, plan.headers),
+            plan.retry,
+        )
+        offset = 0
+        logger.info("created %s for %d bytes of %s", target, source.size, source.name)
+        if key is not None and journal is not None:
+            entry = JournalEntry(
+                key=key,
+                url=target,
+                endpoint=public_endpoint(plan.url),
+                source=source.name,
+                size=source.size,
+                expires=upload_expires(response),
+            )
+            await trio.to_thread.run_sync(journal.record_created, entry)
+    if plan.on_upload_url is not None:
+        plan.on_upload_url(target)
+    if plan.on_progress is not None:
+        plan.on_progress(offset, source.size)
+
+    next_journal_write = trio.current_time()
+
+    async def acknowledged(new_offset: int) -> None:
+        nonlocal next_journal_write
+        if plan.on_progress is not None:
+            plan.on_progress(new_offset, source.size)
+        # The journaled offset only says how far an upload got (the server is asked again
+        # before resuming), so a few writes a second are plenty and cost nothing measurable.
+        if key is not None and journal is not None and trio.current_time() >= next_journal_write:
+            next_journal_write = trio.current_time() + JOURNAL_WRITE_INTERVAL
+            await trio.to_thread.run_sync(journal.record_offset, key, new_offset)
+
+    final = offset
+    if offset < stop:
+        try:
+            final = await run_pipeline(
+                transport=transport,
+                url=target,
+                headers=plan.headers,
+                source=source,
+                start=offset,
+                stop=stop,
+                algorithm=algorithm,
+                settings=plan.settings,
+                retry=plan.retry,
+                on_acknowledged=acknowledged,
+            )
+        except SourceChangedError:
+            # The upload holds bytes of a file that no longer exists as it was: never resume it.
+            if key is not None and journal is not None:
+                await trio.to_thread.run_sync(journal.forget, key)
+            raise
+    if final == source.size and key is not None and journal is not None:
+        await trio.to_thread.run_sync(journal.record_finished, key)
+    return UploadResult(
+        url=target, size=source.size, offset=final, resumed_from=offset, checksum=algorithm
+    )

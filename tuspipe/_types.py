@@ -1,0 +1,71 @@
+"""Values shared by the api and the client: defaults, callback types and the result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+from ._journal import Journal
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_READ_AHEAD",
+    "DEFAULT_READ_SIZE",
+    "DEFAULT_RETRIES",
+    "DEFAULT_STALL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "JOURNAL_WRITE_INTERVAL",
+    "JournalOption",
+    "ProgressCallback",
+    "UploadResult",
+]
+
+#: Bytes per PATCH. Memory does not depend on it (chunks are re-read, never buffered); larger
+#: chunks mean fewer round trips, smaller ones less to resend after a failure.
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+#: Bytes per read from the source and per write to the socket.
+DEFAULT_READ_SIZE = 1024 * 1024
+#: Blocks the reader may read ahead of the sender.
+DEFAULT_READ_AHEAD = 4
+#: Seconds allowed to connect, or to wait for a pooled connection.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds a request may go without moving a byte before it is aborted and retried.
+DEFAULT_STALL_TIMEOUT = 60.0
+#: Retries of a failing request, counted afresh whenever the upload makes progress.
+DEFAULT_RETRIES = 5
+
+#: Seconds between journal records of the acknowledged offset during one upload.
+JOURNAL_WRITE_INTERVAL = 0.5
+
+ProgressCallback = Callable[[int, int], object]
+"""Called as ``on_progress(acknowledged, total)`` after each offset the server confirms."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What an upload achieved.
+
+    Attributes:
+        url: the upload's URL on the server (keep it to resume or delete the upload).
+        size: the source's size in bytes.
+        offset: the server's offset when the call ended (``size`` unless ``stop_at`` was used).
+        resumed_from: bytes that were already on the server when the call began.
+        checksum: the checksum algorithm used, or None.
+    """
+
+    url: str
+    size: int
+    offset: int
+    resumed_from: int
+    checksum: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the server holds every byte of the source."""
+        return self.offset == self.size
+
+
+JournalOption = Union[bool, str, "os.PathLike[str]", Journal, None]
+"""True (the default file), a path, a :class:`Journal`, or None / False (no journal)."""
