@@ -46,6 +46,9 @@ from ._protocol import (
     Response,
     ServerCapabilities,
     UploadStatus,
+    decode_metadata,
+    encode_metadata,
+    validate_url,
 )
 from ._retry import RetryPolicy
 from ._types import (
@@ -92,7 +95,9 @@ __all__ = [
     "__version__",
     "create_upload",
     "create_upload_async",
+    "decode_metadata",
     "default_journal_path",
+    "encode_metadata",
     "server_info",
     "server_info_async",
     "terminate",
@@ -101,6 +106,7 @@ __all__ = [
     "upload_async",
     "upload_status",
     "upload_status_async",
+    "validate_url",
 ]
 
 __version__ = "0.1.0"

@@ -25,7 +25,13 @@ from types import TracebackType
 import httpx
 import trio
 
-from ._errors import SourceChangedError, TusError, UploadNotFoundError, UsageError
+from ._errors import (
+    SourceChangedError,
+    TusError,
+    UnsupportedFeatureError,
+    UploadNotFoundError,
+    UsageError,
+)
 from ._fingerprint import fingerprint
 from ._journal import Journal, JournalEntry, has_expired, public_endpoint
 from ._pipeline import PipelineSettings, run_pipeline
@@ -258,15 +264,18 @@ class Client:
         for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
             if callback is not None and not callable(callback):
                 raise UsageError(f"{name} must be callable")
-        opened: Source = open_source(source)
+        opened: Source = open_source(
+            source,
+            read_size=plan.settings.read_size,
+            # a one-pass source holds the unacknowledged chunk and one read more
+            retention=plan.settings.chunk_size + plan.settings.read_size,
+        )
         try:
-            stop = _stop_offset(stop_at, opened.size)
-            return await self._upload(opened, plan, stop)
+            if opened.size is not None:
+                _stop_offset(stop_at, opened.size)  # fail before any traffic
+            return await _run_upload(self, self._transport, opened, plan, stop_at)
         finally:
             opened.close()
-
-    async def _upload(self, source: Source, plan: _Plan, stop: int) -> UploadResult:
-        return await _run_upload(self, self._transport, source, plan, stop)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -347,7 +356,7 @@ async def _resume_from_journal(
         except UploadNotFoundError:
             logger.info("the journaled upload %s is gone; starting a new one", entry.url)
         else:
-            if status.length == source.size and status.offset <= source.size:
+            if status.length is not None and status.length == source.size:
                 return entry.url, status.offset
             logger.warning(
                 "the journaled upload %s holds %s of %s bytes, but %s has %d; "
@@ -362,8 +371,47 @@ async def _resume_from_journal(
     return None
 
 
+async def _find_or_create(
+    transport: Transport, source: Source, plan: _Plan, key: str | None
+) -> tuple[str, int]:
+    """The upload to continue or a new one: (its URL, the server's offset)."""
+    journal = plan.journal
+    if plan.upload_url is not None:
+        _, _, status = await head_upload(transport, plan.upload_url, plan.headers, plan.retry)
+        if status.length != source.size:
+            raise UsageError(
+                f"the upload at {plan.upload_url} is {status.length} bytes long but "
+                f"{source.name} has {source.size}; it is not an upload of this source"
+            )
+        logger.info("resuming %s at offset %d of %s", plan.upload_url, status.offset, source.size)
+        return plan.upload_url, status.offset
+    if key is not None and journal is not None and plan.resume:
+        found = await _resume_from_journal(transport, source, plan, journal, key)
+        if found is not None:
+            logger.info("resuming %s at offset %d of %s (journal)", *found, source.size)
+            return found
+    assert plan.url is not None
+    target, response = await create_with_retries(
+        transport,
+        creation_request(plan.url, source.size, plan.metadata, plan.headers),
+        plan.retry,
+    )
+    logger.info("created %s for %s bytes of %s", target, source.size, source.name)
+    if key is not None and journal is not None and source.size is not None:
+        entry = JournalEntry(
+            key=key,
+            url=target,
+            endpoint=public_endpoint(plan.url),
+            source=source.name,
+            size=source.size,
+            expires=upload_expires(response),
+        )
+        await trio.to_thread.run_sync(journal.record_created, entry)
+    return target, 0
+
+
 async def _run_upload(
-    client: Client, transport: Transport, source: Source, plan: _Plan, stop: int
+    client: Client, transport: Transport, source: Source, plan: _Plan, stop_at: int | None
 ) -> UploadResult:
     capabilities = None
     if plan.checksum is not None:
@@ -372,43 +420,19 @@ async def _run_upload(
     if plan.checksum == "auto" and algorithm is None:
         logger.info("the server offers no checksum algorithm; uploading without checksums")
 
+    if source.size is None:
+        # A one-pass source: look one chunk ahead; one that ends there is an ordinary upload.
+        await source.ensure(plan.settings.chunk_size + 1)
+    deferred = source.size is None
+    stop: int | None = None
+    if source.size is None:
+        await _check_deferred_length(client, source, plan, stop_at)
+    else:
+        stop = _stop_offset(stop_at, source.size)
+
     journal = plan.journal
     key = await _journal_key(source, plan)
-    found = None
-    if key is not None and journal is not None and plan.resume:
-        found = await _resume_from_journal(transport, source, plan, journal, key)
-
-    if plan.upload_url is not None:
-        _, _, status = await head_upload(transport, plan.upload_url, plan.headers, plan.retry)
-        if status.length != source.size:
-            raise UsageError(
-                f"the upload at {plan.upload_url} is {status.length} bytes long but "
-                f"{source.name} has {source.size}; it is not an upload of this source"
-            )
-        target, offset = plan.upload_url, status.offset
-        logger.info("resuming %s at offset %d of %d", target, offset, source.size)
-    elif found is not None:
-        target, offset = found
-        logger.info("resuming %s at offset %d of %d (journal)", target, offset, source.size)
-    else:
-        assert plan.url is not None
-        target, response = await create_with_retries(
-            transport,
-            creation_request(plan.url, source.size, plan.metadata, plan.headers),
-            plan.retry,
-        )
-        offset = 0
-        logger.info("created %s for %d bytes of %s", target, source.size, source.name)
-        if key is not None and journal is not None:
-            entry = JournalEntry(
-                key=key,
-                url=target,
-                endpoint=public_endpoint(plan.url),
-                source=source.name,
-                size=source.size,
-                expires=upload_expires(response),
-            )
-            await trio.to_thread.run_sync(journal.record_created, entry)
+    target, offset = await _find_or_create(transport, source, plan, key)
     if plan.on_upload_url is not None:
         plan.on_upload_url(target)
     if plan.on_progress is not None:
@@ -427,7 +451,7 @@ async def _run_upload(
             await trio.to_thread.run_sync(journal.record_offset, key, new_offset)
 
     final = offset
-    if offset < stop:
+    if stop is None or offset < stop:
         try:
             final = await run_pipeline(
                 transport=transport,
@@ -440,14 +464,37 @@ async def _run_upload(
                 settings=plan.settings,
                 retry=plan.retry,
                 on_acknowledged=acknowledged,
+                declare_length=deferred,
             )
         except SourceChangedError:
             # The upload holds bytes of a file that no longer exists as it was: never resume it.
             if key is not None and journal is not None:
                 await trio.to_thread.run_sync(journal.forget, key)
             raise
-    if final == source.size and key is not None and journal is not None:
+    size = source.size
+    assert size is not None  # a one-pass source has been read to its end by now
+    if final == size and key is not None and journal is not None:
         await trio.to_thread.run_sync(journal.record_finished, key)
     return UploadResult(
-        url=target, size=source.size, offset=final, resumed_from=offset, checksum=algorithm
+        url=target, size=size, offset=final, resumed_from=offset, checksum=algorithm
     )
+
+
+async def _check_deferred_length(
+    client: Client, source: Source, plan: _Plan, stop_at: int | None
+) -> None:
+    """A source of unknown size needs a new upload created with a deferred length."""
+    if plan.upload_url is not None or plan.resume_key is not None:
+        raise UsageError(
+            f"{source.name} can be read only once, so it cannot continue an earlier upload "
+            "(upload_url= and resume_key= need a file, bytes or a seekable stream)"
+        )
+    if stop_at is not None:
+        raise UsageError(f"stop_at= needs a source that can be read again; {source.name} cannot")
+    assert plan.url is not None
+    capabilities = await client._known_capabilities(plan.url)
+    if capabilities is not None and not capabilities.supports("creation-defer-length"):
+        raise UnsupportedFeatureError(
+            f"{source.name} has no known size, and the server does not support uploads of "
+            "deferred length (creation-defer-length); write it to a file first"
+        )

@@ -31,6 +31,8 @@ def sample_spans(size: int) -> list[tuple[int, int]]:
 
 def fingerprint(source: Source, *, endpoint: str, identity: str) -> str:
     """A hex digest naming this source's upload to this endpoint (blocking: reads samples)."""
+    if source.size is None:
+        raise ValueError("a source of unknown size has no fingerprint")
     digest = hashlib.sha256(_DOMAIN)
     for field in (endpoint, identity, str(source.size)):
         encoded = field.encode("utf-8", "surrogateescape")

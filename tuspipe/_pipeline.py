@@ -92,13 +92,17 @@ async def run_pipeline(
     headers: tuple[tuple[str, str], ...],
     source: Source,
     start: int,
-    stop: int,
+    stop: int | None,
     algorithm: str | None,
     settings: PipelineSettings,
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     on_acknowledged: Callable[[int], Awaitable[None]],
+    declare_length: bool = False,
 ) -> int:
     """Upload the source's bytes ``[start, stop)`` to `url`; return the server's final offset.
+
+    `stop` None means the source's end, which a one-pass source only finds by reading; with
+    `declare_length` the PATCH carrying the last bytes declares the upload's length.
 
     `start` must be the server's current offset. `on_acknowledged` is called with each offset
     the server confirms, in increasing order (a newer one may supersede a few older ones).
@@ -114,7 +118,15 @@ async def run_pipeline(
         async with trio.open_nursery() as nursery:
             chunks_out, chunks_in = trio.open_memory_channel[Chunk](0)
             nursery.start_soon(
-                partial(chunker, chunks_out, start=start, stop=stop, chunk_size=settings.chunk_size)
+                partial(
+                    chunker,
+                    chunks_out,
+                    source=source,
+                    start=start,
+                    stop=stop,
+                    chunk_size=settings.chunk_size,
+                    declare_length=declare_length,
+                )
             )
             if algorithm is not None:
                 hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)

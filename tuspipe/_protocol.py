@@ -512,8 +512,13 @@ def patch_request(
     length: int,
     checksum: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
+    upload_length: int | None = None,
 ) -> Request:
-    """PATCH: append `length` bytes at `offset`; `checksum` is a ready ``Upload-Checksum``."""
+    """PATCH: append `length` bytes at `offset`; `checksum` is a ready ``Upload-Checksum``.
+
+    `upload_length` declares the length of an upload created with a deferred length (sent
+    with the PATCH that carries its last bytes, once the end of the source is known).
+    """
     if offset < 0 or length < 0:
         raise UsageError(f"cannot send {length} bytes at offset {offset}")
     own = [
@@ -521,6 +526,10 @@ def patch_request(
         ("Content-Type", OFFSET_CONTENT_TYPE),
         ("Content-Length", str(length)),
     ]
+    if upload_length is not None:
+        if upload_length < offset + length:
+            raise UsageError(f"Upload-Length {upload_length} ends before the bytes sent")
+        own.append(("Upload-Length", str(upload_length)))
     if checksum is not None:
         own.append(("Upload-Checksum", checksum))
     return Request("PATCH", url, _tus_headers(headers, *own), offset=offset, content_length=length)

@@ -1,9 +1,16 @@
 """Sources: what an upload reads its bytes from.
 
-A :class:`Source` is re-readable at any offset (``read_at``), so the pipeline never has to keep
-unacknowledged bytes in memory: the checksummer, the reader and a resend after a short PATCH
-each read what they need when they need it. ``read_at`` blocks and is safe to call from
-several worker threads at once; the stages call it through ``trio.to_thread``.
+A :class:`Source` is readable at any offset it still holds (``read_at``). Files, bytes and
+seekable streams hold everything, so the pipeline never keeps unacknowledged bytes in memory:
+the checksummer, the reader and a resend after a short PATCH each read what they need when they
+need it. ``read_at`` blocks and is safe to call from several worker threads at once; the stages
+call it through ``trio.to_thread``.
+
+One-pass sources (a pipe, standard input, an iterator or async iterator of bytes) cannot be read
+twice, and their size is unknown until they end. :class:`_OnePassSource` keeps the bytes from the
+last acknowledged offset on (``release`` drops what the server holds) and reads more only when
+``ensure`` asks and the retention limit allows: at most one chunk plus one read, so memory stays
+bounded by the chunk size.
 
 Local mistakes surface as the standard exceptions ``open()`` raises (``FileNotFoundError``,
 ``IsADirectoryError``, ``PermissionError``) or as :class:`~tuspipe.UsageError`.
@@ -11,24 +18,39 @@ Local mistakes surface as the standard exceptions ``open()`` raises (``FileNotFo
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import stat
 import threading
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import BinaryIO, Protocol, Union
+
+import trio
 
 from ._errors import SourceChangedError, UsageError
 
 __all__ = ["Source", "SourceLike", "open_source"]
 
-SourceLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
+SourceLike = Union[
+    str,
+    "os.PathLike[str]",
+    bytes,
+    bytearray,
+    memoryview,
+    BinaryIO,
+    Iterable[bytes],
+    AsyncIterable[bytes],
+]
 
 
 class Source(Protocol):
-    """Random-access bytes of a known size."""
+    """Bytes to upload, readable at any offset the source still holds."""
 
     @property
-    def size(self) -> int: ...
+    def size(self) -> int | None:
+        """The size in bytes; None while a one-pass source has not reached its end."""
+        ...
 
     @property
     def name(self) -> str: ...
@@ -43,7 +65,28 @@ class Source(Protocol):
         """Exactly `length` bytes from `offset`; SourceChangedError if fewer exist."""
         ...
 
+    async def ensure(self, end: int) -> int:
+        """Make the bytes up to `end` readable; return how many of them exist (``min(end,
+        size)``). A one-pass source reads on, waiting while it holds as much as it may."""
+        ...
+
+    def release(self, offset: int) -> None:
+        """Bytes below `offset` will never be read again (the server acknowledged them)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class _RandomAccess:
+    """What every source that holds all its bytes does for ``ensure`` and ``release``."""
+
+    size: int
+
+    async def ensure(self, end: int) -> int:
+        return min(end, self.size)
+
+    def release(self, offset: int) -> None:
+        """Nothing to drop: the bytes stay readable in the file or buffer."""
 
 
 def _short_read(name: str, offset: int, wanted: int, got: int) -> SourceChangedError:
@@ -53,7 +96,7 @@ def _short_read(name: str, offset: int, wanted: int, got: int) -> SourceChangedE
     )
 
 
-class _DescriptorSource:
+class _DescriptorSource(_RandomAccess):
     """A regular file read with ``os.pread``: positional, so concurrent reads do not interfere."""
 
     def __init__(
@@ -104,7 +147,7 @@ class _DescriptorSource:
             os.close(self._fd)
 
 
-class _StreamSource:
+class _StreamSource(_RandomAccess):
     """A seekable binary stream without a usable descriptor (BytesIO, a wrapped object)."""
 
     def __init__(self, stream: BinaryIO, name: str, base: int, size: int) -> None:
@@ -129,7 +172,7 @@ class _StreamSource:
         """The caller owns the stream; it is left open."""
 
 
-class _BytesSource:
+class _BytesSource(_RandomAccess):
     """Bytes in memory."""
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
@@ -204,18 +247,150 @@ def _open_stream(stream: BinaryIO) -> Source:
     return _StreamSource(stream, name, base=base, size=size)
 
 
-def open_source(source: SourceLike) -> Source:
+Pull = Callable[[int], Awaitable[bytes]]
+"""Reads up to n more bytes of a one-pass source (maybe more, for iterators); b"" at its end."""
+
+
+class _OnePassSource:
+    """A source that can be read once, front to back: it keeps what is not yet acknowledged.
+
+    `retention` bounds the bytes held beyond the acknowledged offset; ``ensure`` waits for
+    ``release`` when reading on would exceed it.
+    """
+
+    def __init__(self, pull: Pull, name: str, *, read_size: int, retention: int) -> None:
+        self._pull = pull
+        self._read_size = read_size
+        self._retention = retention
+        self._blocks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._lock = threading.Lock()  # read_at runs in worker threads
+        self._floor = 0  # bytes below were released
+        self._filled = 0  # bytes read from the stream so far
+        self._released = trio.Event()
+        self.size: int | None = None
+        self.name = name
+        self.identity: str | None = None
+
+    async def ensure(self, end: int) -> int:
+        while self._filled < end and self.size is None:
+            while self._filled - self._floor >= self._retention:
+                await self._released.wait()
+            data = await self._pull(min(self._read_size, end - self._filled))
+            if not data:
+                self.size = self._filled
+                break
+            with self._lock:
+                self._blocks.append((self._filled, data))
+                self._filled += len(data)
+        return min(end, self._filled)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        with self._lock:
+            if offset < self._floor or offset + length > self._filled:
+                raise RuntimeError(
+                    f"{self.name}: bytes {offset}..{offset + length} are not held "
+                    f"(held: {self._floor}..{self._filled})"
+                )
+            parts = []
+            for start, data in self._blocks:
+                end = start + len(data)
+                if end <= offset or start >= offset + length:
+                    continue
+                parts.append(data[max(0, offset - start) : offset + length - start])
+            return b"".join(parts)
+
+    def release(self, offset: int) -> None:
+        with self._lock:
+            while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= offset:
+                self._blocks.popleft()
+            self._floor = max(self._floor, offset)
+        self._released.set()
+        self._released = trio.Event()
+
+    def close(self) -> None:
+        """The caller owns the stream or iterator; it is left as it is."""
+        with self._lock:
+            self._blocks.clear()
+
+
+def _bytes_item(item: object, name: str) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, (bytearray, memoryview)):
+        return bytes(item)
+    raise UsageError(f"{name} yielded a {type(item).__name__}; it must yield bytes")
+
+
+def _pull_from_stream(stream: BinaryIO) -> Pull:
+    async def pull(size: int) -> bytes:
+        # A read of a pipe or terminal may block indefinitely; a cancelled upload abandons it.
+        data = await trio.to_thread.run_sync(stream.read, size, abandon_on_cancel=True)
+        if isinstance(data, str):
+            raise UsageError("the stream is open in text mode; open it in binary mode")
+        return bytes(data or b"")
+
+    return pull
+
+
+def _pull_from_iterator(iterator: Iterator[object], name: str) -> Pull:
+    def next_item() -> bytes:
+        for item in iterator:
+            data = _bytes_item(item, name)
+            if data:
+                return data
+        return b""
+
+    async def pull(size: int) -> bytes:
+        return await trio.to_thread.run_sync(next_item, abandon_on_cancel=True)
+
+    return pull
+
+
+def _pull_from_async_iterator(iterator: AsyncIterator[object], name: str) -> Pull:
+    async def pull(size: int) -> bytes:
+        async for item in iterator:
+            data = _bytes_item(item, name)
+            if data:
+                return data
+        return b""
+
+    return pull
+
+
+def open_source(
+    source: SourceLike, *, read_size: int = 1 << 20, retention: int = 8 << 20
+) -> Source:
     """Open what the caller passed as a :class:`Source`.
 
-    `source` is a path (str or os.PathLike), bytes-like data, or a seekable binary file object;
-    a stream is uploaded from its current position to its end, and is not closed afterwards.
+    `source` is a path (str or os.PathLike), bytes-like data, or a binary file object; a
+    seekable stream is uploaded from its current position to its end, and is not closed
+    afterwards. A non-seekable stream (a pipe, standard input), an iterable or an async
+    iterable of bytes is read once, holding at most `retention` unacknowledged bytes.
     """
     if isinstance(source, (str, os.PathLike)):
         return _open_path(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _BytesSource(source)
-    if hasattr(source, "read") and hasattr(source, "seek"):
-        return _open_stream(source)
-    raise UsageError(
-        f"cannot upload a {type(source).__name__}: pass a path, bytes, or a binary file object"
-    )
+    name = str(getattr(source, "name", None) or f"<{type(source).__name__}>")
+    if hasattr(source, "read"):
+        seekable = getattr(source, "seekable", None)
+        if callable(seekable) and seekable() and hasattr(source, "seek"):
+            return _open_stream(source)  # type: ignore[arg-type]
+        if isinstance(source, io.TextIOBase):
+            raise UsageError(f"{name} is open in text mode; open it in binary mode ('rb')")
+        readable = getattr(source, "readable", None)
+        if callable(readable) and not readable():
+            raise UsageError(f"{name} is not open for reading; open it with 'rb'")
+        pull = _pull_from_stream(source)  # type: ignore[arg-type]
+    elif isinstance(source, (str, dict)):
+        raise UsageError(f"cannot upload a {type(source).__name__}")
+    elif isinstance(source, AsyncIterable):
+        pull = _pull_from_async_iterator(aiter(source), name)
+    elif isinstance(source, Iterable):
+        pull = _pull_from_iterator(iter(source), name)
+    else:
+        raise UsageError(
+            f"cannot upload a {type(source).__name__}: pass a path, bytes, a binary file "
+            "object, or an iterable of bytes"
+        )
+    return _OnePassSource(pull, name, read_size=read_size, retention=retention)

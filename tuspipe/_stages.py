@@ -62,6 +62,8 @@ class Chunk:
     offset: int
     length: int
     checksum: str | None = None  # a ready Upload-Checksum value, set by the checksummer
+    # The upload's length, on the last chunk of an upload created with a deferred length.
+    declare_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.offset < 0 or self.length <= 0:
@@ -118,12 +120,36 @@ async def digest_range(
 
 
 async def chunker(
-    outbound: trio.MemorySendChannel[Chunk], *, start: int, stop: int, chunk_size: int
+    outbound: trio.MemorySendChannel[Chunk],
+    *,
+    source: Source,
+    start: int,
+    stop: int | None,
+    chunk_size: int,
+    declare_length: bool = False,
 ) -> None:
-    """Cut ``[start, stop)`` into chunks of `chunk_size` bytes (the last may be shorter)."""
+    """Cut ``[start, stop)`` (to the source's end when `stop` is None) into chunks of
+    `chunk_size` bytes; the last may be shorter.
+
+    With `declare_length` (an upload created with a deferred length), the chunk that ends
+    the source carries the upload's length. A chunk is only cut once the source has shown
+    whether a byte follows it, so a source that ends exactly on a chunk boundary is declared
+    on its last chunk too.
+    """
     with outbound, _downstream_may_leave():
-        for offset, length in _spans(start, stop, chunk_size):
-            await outbound.send(Chunk(offset, length))
+        offset = start
+        while stop is None or offset < stop:
+            end = offset + chunk_size if stop is None else min(offset + chunk_size, stop)
+            available = await source.ensure(end + 1)
+            last = available <= end
+            end = min(end, available)
+            if end <= offset:
+                break
+            declared = end if last and declare_length else None
+            await outbound.send(Chunk(offset, end - offset, declare_length=declared))
+            if last:
+                break
+            offset = end
 
 
 async def checksummer(
@@ -180,11 +206,17 @@ class _BlockCursor:
         self._chunk: Chunk | None = None  # the chunk of the newest block received
 
     async def _peek(self) -> Block:
+        block = await self._peek_or_end()
+        if block is None:
+            raise RuntimeError("the reader ended before the sender reached the end")
+        return block
+
+    async def _peek_or_end(self) -> Block | None:
         if self._pending is None:
             try:
                 self._pending = await self._blocks.receive()
             except trio.EndOfChannel:
-                raise RuntimeError("the reader ended before the sender reached the end") from None
+                return None
             self._chunk = self._pending.chunk
         return self._pending
 
@@ -200,12 +232,14 @@ class _BlockCursor:
         self._consumed_to = block.end
         return block
 
-    async def chunk_at(self, offset: int) -> Chunk:
-        """The chunk containing `offset`, dropping stream blocks of earlier chunks."""
+    async def chunk_at(self, offset: int) -> Chunk | None:
+        """The chunk containing `offset`, dropping stream blocks of earlier chunks; None
+        when the stream ends first (a source of unknown size ended at `offset`)."""
         while self._chunk is None or not self._chunk.offset <= offset < self._chunk.end:
             if self._pending is not None:
                 self._consume()
-            await self._peek()
+            if await self._peek_or_end() is None:
+                return None
         return self._chunk
 
     async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[bytes]:
@@ -247,7 +281,7 @@ async def sender(
     headers: tuple[tuple[str, str], ...],
     source: Source,
     start: int,
-    stop: int,
+    stop: int | None,
     algorithm: str | None,
     read_size: int,
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
@@ -263,15 +297,19 @@ async def sender(
         cursor = _BlockCursor(inbound, source, read_size)
         limits = _Stalemate(retry)
         offset = start
-        while offset < stop:
+        while stop is None or offset < stop:
             chunk = await cursor.chunk_at(offset)
+            if chunk is None:  # a source of unknown size has ended
+                break
             checksum = chunk.checksum
             if algorithm is not None and offset != chunk.offset:
                 # A partial resend needs a digest of exactly the bytes it carries.
                 checksum = await digest_range(
                     source, offset, chunk.end - offset, algorithm, read_size
                 )
-            request = patch_request(url, offset, chunk.end - offset, checksum, headers)
+            request = patch_request(
+                url, offset, chunk.end - offset, checksum, headers, chunk.declare_length
+            )
             try:
                 response = await transport.send(request, cursor.iter_bytes(offset, chunk))
                 new_offset = parse_patch(request, response)
@@ -304,6 +342,7 @@ async def sender(
             if new_offset > offset:
                 limits.progressed()
                 offset = new_offset
+                source.release(offset)
                 await acknowledged.send(offset)
 
 

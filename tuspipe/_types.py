@@ -39,7 +39,7 @@ DEFAULT_RETRIES = 5
 #: Seconds between journal records of the acknowledged offset during one upload.
 JOURNAL_WRITE_INTERVAL = 0.5
 
-ProgressCallback = Callable[[int, int], object]
+ProgressCallback = Callable[[int, "int | None"], object]
 """Called as ``on_progress(acknowledged, total)`` after each offset the server confirms."""
 
 

@@ -1,0 +1,7 @@
+"""The uploaders: :class:`Uploader` (blocking) and :class:`AsyncUploader` (trio)."""
+
+from __future__ import annotations
+
+from .uploader import AsyncUploader, Uploader
+
+__all__ = ["AsyncUploader", "Uploader"]
