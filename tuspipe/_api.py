@@ -57,6 +57,7 @@ async def upload_async(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     read_size: int = DEFAULT_READ_SIZE,
     read_ahead: int = DEFAULT_READ_AHEAD,
+    parallel: int = 1,
     http_client: httpx.AsyncClient | None = None,
 ) -> UploadResult:
     """Upload `source` with the tus protocol and return what the server holds.
@@ -101,6 +102,10 @@ async def upload_async(
         stall_timeout: seconds a request may go without moving a byte before it is aborted
             and retried.
         read_size, read_ahead: bytes per read and reads held ahead of the sender.
+        parallel: upload the source as this many parts at once and join them on the server
+            (the concatenation extension); a server without it gets one upload and a
+            warning. The journal remembers every part, so an interrupted parallel upload
+            resumes them all.
         http_client: an ``httpx.AsyncClient`` to share; it is not closed.
 
     Raises:
@@ -143,6 +148,7 @@ async def upload_async(
             on_upload_url=on_upload_url,
             read_size=read_size,
             read_ahead=read_ahead,
+            parallel=parallel,
         )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -34,11 +34,12 @@ from ._errors import (
 )
 from ._fingerprint import fingerprint
 from ._journal import Journal, JournalEntry, has_expired, public_endpoint
-from ._pipeline import PipelineSettings, run_pipeline
+from ._pipeline import PipelineSettings, raise_from_group, run_pipeline
 from ._protocol import (
     ServerCapabilities,
     UploadStatus,
     choose_checksum,
+    concatenation_request,
     creation_request,
     delete_request,
     encode_metadata,
@@ -50,7 +51,7 @@ from ._protocol import (
     validate_url,
 )
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
-from ._source import Source, SourceLike, open_source
+from ._source import Source, SourceLike, open_source, slice_source
 from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
 from ._types import (
     DEFAULT_CHUNK_SIZE,
@@ -232,6 +233,7 @@ class Client:
         on_upload_url: Callable[[str], object] | None = None,
         read_size: int = DEFAULT_READ_SIZE,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        parallel: int = 1,
     ) -> UploadResult:
         """Upload `source`; see :func:`tuspipe.upload_async` for every argument."""
         if url is None and upload_url is None:
@@ -259,6 +261,7 @@ class Client:
             retry=self._retry,
             on_progress=on_progress,
             on_upload_url=on_upload_url,
+            parallel=_positive_int("parallel", parallel),
         )
         choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
         for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
@@ -326,6 +329,7 @@ class _Plan:
     retry: RetryPolicy
     on_progress: ProgressCallback | None
     on_upload_url: Callable[[str], object] | None
+    parallel: int = 1
 
 
 async def _journal_key(source: Source, plan: _Plan) -> str | None:
@@ -342,12 +346,9 @@ async def _journal_key(source: Source, plan: _Plan) -> str | None:
 
 
 async def _resume_from_journal(
-    transport: Transport, source: Source, plan: _Plan, journal: Journal, key: str
+    transport: Transport, source: Source, plan: _Plan, journal: Journal, entry: JournalEntry
 ) -> tuple[str, int] | None:
     """The (url, offset) of this source's unfinished upload, if the server still has it."""
-    entry = await trio.to_thread.run_sync(journal.get, key)
-    if entry is None:
-        return None
     if has_expired(entry):
         logger.info("the journaled upload %s has expired; starting a new one", entry.url)
     else:
@@ -367,12 +368,16 @@ async def _resume_from_journal(
                 source.name,
                 source.size,
             )
-    await trio.to_thread.run_sync(journal.forget, key)
+    await trio.to_thread.run_sync(journal.forget, entry.key)
     return None
 
 
 async def _find_or_create(
-    transport: Transport, source: Source, plan: _Plan, key: str | None
+    transport: Transport,
+    source: Source,
+    plan: _Plan,
+    key: str | None,
+    entry: JournalEntry | None,
 ) -> tuple[str, int]:
     """The upload to continue or a new one: (its URL, the server's offset)."""
     journal = plan.journal
@@ -385,8 +390,8 @@ async def _find_or_create(
             )
         logger.info("resuming %s at offset %d of %s", plan.upload_url, status.offset, source.size)
         return plan.upload_url, status.offset
-    if key is not None and journal is not None and plan.resume:
-        found = await _resume_from_journal(transport, source, plan, journal, key)
+    if entry is not None and journal is not None:
+        found = await _resume_from_journal(transport, source, plan, journal, entry)
         if found is not None:
             logger.info("resuming %s at offset %d of %s (journal)", *found, source.size)
             return found
@@ -432,7 +437,14 @@ async def _run_upload(
 
     journal = plan.journal
     key = await _journal_key(source, plan)
-    target, offset = await _find_or_create(transport, source, plan, key)
+    entry = None
+    if key is not None and journal is not None and plan.resume:
+        entry = await trio.to_thread.run_sync(journal.get, key)
+    if (entry is not None and entry.parts) or plan.parallel > 1:
+        parts = await _parallel_parts(client, source, plan, stop_at, entry)
+        if parts > 1:
+            return await _run_parallel(transport, source, plan, parts, algorithm, key, entry)
+    target, offset = await _find_or_create(transport, source, plan, key, entry)
     if plan.on_upload_url is not None:
         plan.on_upload_url(target)
     if plan.on_progress is not None:
@@ -498,3 +510,213 @@ async def _check_deferred_length(
             f"{source.name} has no known size, and the server does not support uploads of "
             "deferred length (creation-defer-length); write it to a file first"
         )
+
+
+async def _parallel_parts(
+    client: Client, source: Source, plan: _Plan, stop_at: int | None, entry: JournalEntry | None
+) -> int:
+    """How many parts to upload at once: a journaled parallel upload keeps its count; else
+    `parallel`, when the server supports concatenation (otherwise one, with a warning)."""
+    if entry is not None and entry.parts:
+        return len(entry.parts)
+    if stop_at is not None or plan.upload_url is not None or source.size is None:
+        raise UsageError(
+            "parallel= uploads a whole source that can be read again, as a new upload: it "
+            "does not combine with stop_at=, upload_url= or a one-pass source"
+        )
+    assert plan.url is not None
+    capabilities = await client._known_capabilities(plan.url)
+    if capabilities is not None and not capabilities.supports("concatenation"):
+        logger.warning(
+            "%s does not support concatenation; uploading %s in one piece",
+            plan.url,
+            source.name,
+        )
+        return 1
+    return max(1, min(plan.parallel, source.size))
+
+
+def _part_spans(size: int, parts: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of each part: as equal as whole bytes allow."""
+    bounds = [size * index // parts for index in range(parts + 1)]
+    return [(bounds[index], bounds[index + 1] - bounds[index]) for index in range(parts)]
+
+
+async def _resume_parts(
+    transport: Transport,
+    plan: _Plan,
+    entry: JournalEntry,
+    spans: list[tuple[int, int]],
+) -> tuple[str | None, list[int]] | None:
+    """Where a journaled parallel upload stands: (the final upload if it exists, each part's
+    offset), or None when the server no longer has it and it must start over."""
+    try:
+        if entry.url:
+            _, _, final = await head_upload(transport, entry.url, plan.headers, plan.retry)
+            if final.complete and final.length == entry.size:
+                return entry.url, [length for _, length in spans]
+            logger.warning(
+                "the journaled final upload %s is not complete; starting over", entry.url
+            )
+            return None
+        offsets = []
+        for part_url, (_, length) in zip(entry.parts, spans, strict=True):
+            _, _, status = await head_upload(transport, part_url, plan.headers, plan.retry)
+            if status.length != length:
+                logger.warning(
+                    "the journaled part %s is not this source's; starting over", part_url
+                )
+                return None
+            offsets.append(status.offset)
+        return None, offsets
+    except UploadNotFoundError:
+        logger.info("a journaled part of %s is gone; starting over", entry.source)
+        return None
+
+
+async def _run_parallel(
+    transport: Transport,
+    source: Source,
+    plan: _Plan,
+    parts: int,
+    algorithm: str | None,
+    key: str | None,
+    entry: JournalEntry | None,
+) -> UploadResult:
+    """Upload `source` as `parts` partial uploads at once, then join them (concatenation).
+
+    Each part is an ordinary pipeline over its slice of the source, on the shared connection
+    pool. The journal records the part URLs as soon as they exist and the final URL once it
+    does, so a killed parallel upload resumes every part; a server that deletes the parts
+    once the final upload exists (tuspyserver does) is fine, because a journaled final
+    upload is never asked about its parts again.
+    """
+    assert source.size is not None
+    assert plan.url is not None
+    size, journal = source.size, plan.journal
+    spans = _part_spans(size, parts)
+    state = None
+    if entry is not None and entry.parts and journal is not None:
+        state = await _resume_parts(transport, plan, entry, spans)
+        if state is None:
+            await trio.to_thread.run_sync(journal.forget, entry.key)
+    if state is not None and entry is not None:
+        final_url, offsets = state
+        part_urls = list(entry.parts)
+    else:
+        final_url, offsets = None, [0] * parts
+        part_urls = await _create_parts(transport, plan, spans)
+        if key is not None and journal is not None:
+            await trio.to_thread.run_sync(
+                journal.record_created,
+                JournalEntry(
+                    key=key,
+                    url="",
+                    endpoint=public_endpoint(plan.url),
+                    source=source.name,
+                    size=size,
+                    parts=tuple(part_urls),
+                ),
+            )
+    resumed_from = sum(offsets)
+    if plan.on_progress is not None:
+        plan.on_progress(resumed_from, size)
+
+    if final_url is None:
+        await _upload_parts(transport, source, plan, spans, part_urls, offsets, algorithm)
+        final_url, response = await create_with_retries(
+            transport,
+            concatenation_request(plan.url, part_urls, plan.metadata, plan.headers),
+            plan.retry,
+        )
+        logger.info("joined %d parts of %s as %s", parts, source.name, final_url)
+        if key is not None and journal is not None:
+            finished = JournalEntry(
+                key=key,
+                url=final_url,
+                endpoint=public_endpoint(plan.url),
+                source=source.name,
+                size=size,
+                offset=size,
+                expires=upload_expires(response),
+                parts=tuple(part_urls),
+            )
+            await trio.to_thread.run_sync(journal.record_created, finished)
+    if key is not None and journal is not None:
+        await trio.to_thread.run_sync(journal.record_finished, key)
+    if plan.on_upload_url is not None:
+        plan.on_upload_url(final_url)
+    return UploadResult(
+        url=final_url, size=size, offset=size, resumed_from=resumed_from, checksum=algorithm
+    )
+
+
+async def _create_parts(
+    transport: Transport, plan: _Plan, spans: list[tuple[int, int]]
+) -> list[str]:
+    """Create one partial upload per span, all at once; their URLs in order."""
+    assert plan.url is not None
+    url = plan.url
+    part_urls = [""] * len(spans)
+
+    async def create(index: int, length: int) -> None:
+        # The metadata goes on the parts too: some servers (tuspyserver) refuse a HEAD of an
+        # upload without it, and a resumed part must be asked for its offset.
+        request = creation_request(url, length, plan.metadata, plan.headers, partial=True)
+        part_urls[index] = (await create_with_retries(transport, request, plan.retry))[0]
+
+    await _gather([partial(create, index, length) for index, (_, length) in enumerate(spans)])
+    return part_urls
+
+
+async def _upload_parts(
+    transport: Transport,
+    source: Source,
+    plan: _Plan,
+    spans: list[tuple[int, int]],
+    part_urls: list[str],
+    offsets: list[int],
+    algorithm: str | None,
+) -> None:
+    """Run one pipeline per unfinished part, all at once; progress is their sum."""
+    size = source.size
+
+    async def acknowledged(index: int, new_offset: int) -> None:
+        offsets[index] = new_offset
+        if plan.on_progress is not None:
+            plan.on_progress(sum(offsets), size)
+
+    async def upload_part(index: int) -> None:
+        start, length = spans[index]
+        await run_pipeline(
+            transport=transport,
+            url=part_urls[index],
+            headers=plan.headers,
+            source=slice_source(source, start, length),
+            start=offsets[index],
+            stop=length,
+            algorithm=algorithm,
+            settings=plan.settings,
+            retry=plan.retry,
+            on_acknowledged=partial(acknowledged, index),
+        )
+
+    await _gather(
+        [
+            partial(upload_part, index)
+            for index in range(len(spans))
+            if offsets[index] < spans[index][1]
+        ]
+    )
+
+
+async def _gather(calls: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run `calls` at once; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(call)
+    except BaseExceptionGroup as group:
+        if group.split(Exception)[1] is not None:
+            raise
+        raise_from_group(group)

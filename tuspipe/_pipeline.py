@@ -41,7 +41,7 @@ from ._source import Source
 from ._stages import Block, Chunk, checksummer, chunker, reader, reporter, sender
 from ._transport import Transport
 
-__all__ = ["PipelineSettings", "run_pipeline"]
+__all__ = ["PipelineSettings", "raise_from_group", "run_pipeline"]
 
 logger = logging.getLogger("tuspipe")
 
@@ -69,7 +69,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return leaves
 
 
-def _raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+def raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     """Raise one exception standing for a failed pipeline, chained from the group.
 
     tuspipe's own errors and local file errors explain a failure; anything else in the group
@@ -168,5 +168,5 @@ async def run_pipeline(
         if group.split(Exception)[1] is not None:
             raise  # Cancelled or KeyboardInterrupt: trio and the caller deal with those
         logger.debug("pipeline failed at offset %d", acknowledged, exc_info=group)
-        _raise_from_group(group)
+        raise_from_group(group)
     return acknowledged

@@ -23,7 +23,7 @@ import base64
 import enum
 import hashlib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
@@ -55,6 +55,7 @@ __all__ = [
     "checksum_header",
     "choose_checksum",
     "classify_status",
+    "concatenation_request",
     "creation_request",
     "decode_metadata",
     "delete_request",
@@ -488,14 +489,41 @@ def creation_request(
     length: int | None,
     metadata: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
+    *,
+    partial: bool = False,
 ) -> Request:
-    """POST to the creation endpoint; `length` None defers it (``Upload-Defer-Length: 1``)."""
+    """POST to the creation endpoint; `length` None defers it (``Upload-Defer-Length: 1``).
+
+    `partial` makes it a part of a later concatenation (``Upload-Concat: partial``).
+    """
     if length is None:
         own = [("Upload-Defer-Length", "1")]
     elif length < 0:
         raise UsageError(f"an upload cannot be {length} bytes long")
     else:
         own = [("Upload-Length", str(length))]
+    if partial:
+        own.append(("Upload-Concat", "partial"))
+    if metadata:
+        own.append(("Upload-Metadata", metadata))
+    return Request("POST", url, _tus_headers(headers, *own))
+
+
+def concatenation_request(
+    url: str,
+    part_urls: Sequence[str],
+    metadata: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Request:
+    """POST the final upload that joins finished partial uploads, in order (no length: the
+    server sums the parts)."""
+    if not part_urls:
+        raise UsageError("a concatenation needs at least one partial upload")
+    for part in part_urls:
+        validate_url(part)
+        if any(c in part for c in " ,\t"):
+            raise UsageError(f"partial upload URL {part!r} cannot be listed in Upload-Concat")
+    own = [("Upload-Concat", "final;" + " ".join(part_urls))]
     if metadata:
         own.append(("Upload-Metadata", metadata))
     return Request("POST", url, _tus_headers(headers, *own))

@@ -30,7 +30,7 @@ import trio
 
 from ._errors import SourceChangedError, UsageError
 
-__all__ = ["Source", "SourceLike", "open_source"]
+__all__ = ["Source", "SourceLike", "open_source", "slice_source"]
 
 SourceLike = Union[
     str,
@@ -245,6 +245,33 @@ def _open_stream(stream: BinaryIO) -> Source:
     if regular:
         return _DescriptorSource(fd, name, base=base, size=size, owns_fd=False)
     return _StreamSource(stream, name, base=base, size=size)
+
+
+class _SliceSource(_RandomAccess):
+    """The bytes ``[start, start + size)`` of another source, as a source of its own (one
+    part of a parallel upload). It does not own the source it views."""
+
+    def __init__(self, source: Source, start: int, size: int) -> None:
+        self._source = source
+        self._start = start
+        self.size = size
+        self.name = f"{source.name}[{start}:{start + size}]"
+        self.identity: str | None = None
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset + length > self.size:
+            raise ValueError(f"{self.name}: read beyond the slice")
+        return self._source.read_at(self._start + offset, length)
+
+    def close(self) -> None:
+        """The viewed source is closed by its owner."""
+
+
+def slice_source(source: Source, start: int, size: int) -> Source:
+    """A view of `size` bytes of a random-access `source` from `start` on."""
+    if source.size is None or not 0 <= start <= start + size <= source.size:
+        raise ValueError(f"cannot slice {size} bytes at {start} from {source.name}")
+    return _SliceSource(source, start, size)
 
 
 Pull = Callable[[int], Awaitable[bytes]]
