@@ -116,6 +116,7 @@ EXPECTED_ALL = [
     "RetryPolicy",
     "ServerCapabilities",
     "SourceChangedError",
+    "TLSVerificationError",
     "TusError",
     "UnsupportedFeatureError",
     "UploadNotFoundError",
@@ -127,7 +128,9 @@ EXPECTED_ALL = [
     "__version__",
     "create_upload",
     "create_upload_async",
+    "decode_metadata",
     "default_journal_path",
+    "encode_metadata",
     "server_info",
     "server_info_async",
     "terminate",
@@ -136,6 +139,7 @@ EXPECTED_ALL = [
     "upload_async",
     "upload_status",
     "upload_status_async",
+    "validate_url",
 ]
 
 
@@ -882,7 +886,8 @@ def test_parse_capabilities_error_status(status: int) -> None:
     ("endpoint", "location", "expected"),
     [
         (ENDPOINT, "https://tus.example/files/abc", "https://tus.example/files/abc"),
-        (ENDPOINT, "http://other.example:8080/up/1", "http://other.example:8080/up/1"),
+        (ENDPOINT, "https://other.example:8080/up/1", "https://other.example:8080/up/1"),
+        ("http://tus.example/files/", "http://other.example/up/1", "http://other.example/up/1"),
         (ENDPOINT, "/files/abc", "https://tus.example/files/abc"),
         (ENDPOINT, "abc", "https://tus.example/files/abc"),
         ("https://tus.example/files", "abc", "https://tus.example/abc"),
@@ -893,6 +898,20 @@ def test_parse_capabilities_error_status(status: int) -> None:
 def test_parse_creation_location(endpoint: str, location: str, expected: str) -> None:
     request = creation_request(endpoint, 10)
     assert parse_creation(request, answer(201, location=location)) == expected
+
+
+def test_parse_creation_refuses_a_downgrade_to_http() -> None:
+    request = creation_request(ENDPOINT, 10)
+    downgrade = answer(201, location="http://tus.example/files/abc")
+    with pytest.raises(ProtocolError, match="unencrypted"):
+        parse_creation(request, downgrade)
+    allowed = parse_creation(request, downgrade, allow_insecure_location=True)
+    assert allowed == "http://tus.example/files/abc"
+
+
+def test_parse_creation_refuses_a_huge_location() -> None:
+    with pytest.raises(ProtocolError, match="Location of"):
+        parse_creation(creation_request(ENDPOINT, 10), answer(201, location="/" + "a" * 9000))
 
 
 @pytest.mark.parametrize("location", [None, "", "   "])

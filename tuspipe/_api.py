@@ -59,6 +59,8 @@ async def upload_async(
     read_ahead: int = DEFAULT_READ_AHEAD,
     parallel: int = 1,
     http_client: httpx.AsyncClient | None = None,
+    allow_insecure_location: bool = False,
+    allow_cross_origin_credentials: bool = False,
 ) -> UploadResult:
     """Upload `source` with the tus protocol and return what the server holds.
 
@@ -107,6 +109,11 @@ async def upload_async(
             warning. The journal remembers every part, so an interrupted parallel upload
             resumes them all.
         http_client: an ``httpx.AsyncClient`` to share; it is not closed.
+        allow_insecure_location: follow an https endpoint's ``Location`` to plain http
+            (refused by default).
+        allow_cross_origin_credentials: send credential headers (``Authorization``,
+            ``Cookie``, ``Proxy-Authorization``) to an upload URL on another origin than `url`
+            (by default they are only sent to the endpoint's origin).
 
     Raises:
         UsageError: bad arguments (before any request).
@@ -132,6 +139,8 @@ async def upload_async(
         timeout=timeout,
         stall_timeout=stall_timeout,
         http_client=http_client,
+        allow_insecure_location=allow_insecure_location,
+        allow_cross_origin_credentials=allow_cross_origin_credentials,
     )
     async with client:
         return await client.upload(

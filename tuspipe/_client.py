@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -104,6 +105,11 @@ class Client:
         stall_timeout: seconds a request may go without moving a byte before it is aborted
             and retried.
         http_client: an ``httpx.AsyncClient`` to share; it is not closed.
+        allow_insecure_location: follow an https endpoint's ``Location`` to plain http
+            (refused by default: the bytes would travel unencrypted).
+        allow_cross_origin_credentials: send ``Authorization``, ``Cookie`` and
+            ``Proxy-Authorization`` from `headers` to upload URLs on another origin than the
+            endpoint (by default they stay with the endpoint's origin).
     """
 
     def __init__(
@@ -121,8 +127,12 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        allow_insecure_location: bool = False,
+        allow_cross_origin_credentials: bool = False,
     ) -> None:
         self._headers = validate_headers(headers)
+        self._allow_insecure_location = bool(allow_insecure_location)
+        self._allow_cross_origin_credentials = bool(allow_cross_origin_credentials)
         self._journal = _journal_from(journal)
         self._retry = RetryPolicy(
             retries=retries, delays=retry_delays, should_retry=should_retry, on_retry=on_retry
@@ -202,7 +212,13 @@ class Client:
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise UsageError(f"length must be an int >= 0, not {length!r}")
         request = creation_request(url, length, encode_metadata(metadata), self._headers)
-        return (await create_with_retries(self._transport, request, self._retry))[0]
+        created = await create_with_retries(
+            self._transport,
+            request,
+            self._retry,
+            allow_insecure_location=self._allow_insecure_location,
+        )
+        return created[0]
 
     async def terminate(self, upload_url: str) -> None:
         """Delete an upload (tus termination). One that is already gone counts as deleted."""
@@ -262,6 +278,8 @@ class Client:
             on_progress=on_progress,
             on_upload_url=on_upload_url,
             parallel=_positive_int("parallel", parallel),
+            allow_insecure_location=self._allow_insecure_location,
+            allow_cross_origin_credentials=self._allow_cross_origin_credentials,
         )
         choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
         for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
@@ -330,6 +348,35 @@ class _Plan:
     on_progress: ProgressCallback | None
     on_upload_url: Callable[[str], object] | None
     parallel: int = 1
+    allow_insecure_location: bool = False
+    allow_cross_origin_credentials: bool = False
+
+
+# Headers that carry credentials: sent only to the origin of the endpoint they were given for.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _headers_to(plan: _Plan, url: str) -> tuple[tuple[str, str], ...]:
+    """The headers for a request to `url`: without credentials when `url` lies on another
+    origin than the endpoint the caller gave them for (unless the caller allows it)."""
+    if plan.allow_cross_origin_credentials or plan.url is None:
+        return plan.headers
+    if _origin(url) == _origin(plan.url):
+        return plan.headers
+    kept = tuple(pair for pair in plan.headers if pair[0].lower() not in _CREDENTIAL_HEADERS)
+    if len(kept) != len(plan.headers):
+        logger.warning(
+            "%s is on another origin than %s: credentials in headers= are not sent there "
+            "(allow_cross_origin_credentials=True sends them)",
+            url,
+            plan.url,
+        )
+    return kept
 
 
 async def _journal_key(source: Source, plan: _Plan) -> str | None:
@@ -353,7 +400,9 @@ async def _resume_from_journal(
         logger.info("the journaled upload %s has expired; starting a new one", entry.url)
     else:
         try:
-            _, _, status = await head_upload(transport, entry.url, plan.headers, plan.retry)
+            _, _, status = await head_upload(
+                transport, entry.url, _headers_to(plan, entry.url), plan.retry
+            )
         except UploadNotFoundError:
             logger.info("the journaled upload %s is gone; starting a new one", entry.url)
         else:
@@ -382,7 +431,9 @@ async def _find_or_create(
     """The upload to continue or a new one: (its URL, the server's offset)."""
     journal = plan.journal
     if plan.upload_url is not None:
-        _, _, status = await head_upload(transport, plan.upload_url, plan.headers, plan.retry)
+        _, _, status = await head_upload(
+            transport, plan.upload_url, _headers_to(plan, plan.upload_url), plan.retry
+        )
         if status.length != source.size:
             raise UsageError(
                 f"the upload at {plan.upload_url} is {status.length} bytes long but "
@@ -400,6 +451,7 @@ async def _find_or_create(
         transport,
         creation_request(plan.url, source.size, plan.metadata, plan.headers),
         plan.retry,
+        allow_insecure_location=plan.allow_insecure_location,
     )
     logger.info("created %s for %s bytes of %s", target, source.size, source.name)
     if key is not None and journal is not None and source.size is not None:
@@ -468,7 +520,7 @@ async def _run_upload(
             final = await run_pipeline(
                 transport=transport,
                 url=target,
-                headers=plan.headers,
+                headers=_headers_to(plan, target),
                 source=source,
                 start=offset,
                 stop=stop,
@@ -552,7 +604,9 @@ async def _resume_parts(
     offset), or None when the server no longer has it and it must start over."""
     try:
         if entry.url:
-            _, _, final = await head_upload(transport, entry.url, plan.headers, plan.retry)
+            _, _, final = await head_upload(
+                transport, entry.url, _headers_to(plan, entry.url), plan.retry
+            )
             if final.complete and final.length == entry.size:
                 return entry.url, [length for _, length in spans]
             logger.warning(
@@ -561,7 +615,9 @@ async def _resume_parts(
             return None
         offsets = []
         for part_url, (_, length) in zip(entry.parts, spans, strict=True):
-            _, _, status = await head_upload(transport, part_url, plan.headers, plan.retry)
+            _, _, status = await head_upload(
+                transport, part_url, _headers_to(plan, part_url), plan.retry
+            )
             if status.length != length:
                 logger.warning(
                     "the journaled part %s is not this source's; starting over", part_url
@@ -628,6 +684,7 @@ async def _run_parallel(
             transport,
             concatenation_request(plan.url, part_urls, plan.metadata, plan.headers),
             plan.retry,
+            allow_insecure_location=plan.allow_insecure_location,
         )
         logger.info("joined %d parts of %s as %s", parts, source.name, final_url)
         if key is not None and journal is not None:
@@ -663,7 +720,10 @@ async def _create_parts(
         # The metadata goes on the parts too: some servers (tuspyserver) refuse a HEAD of an
         # upload without it, and a resumed part must be asked for its offset.
         request = creation_request(url, length, plan.metadata, plan.headers, partial=True)
-        part_urls[index] = (await create_with_retries(transport, request, plan.retry))[0]
+        created = await create_with_retries(
+            transport, request, plan.retry, allow_insecure_location=plan.allow_insecure_location
+        )
+        part_urls[index] = created[0]
 
     await _gather([partial(create, index, length) for index, (_, length) in enumerate(spans)])
     return part_urls
@@ -691,7 +751,7 @@ async def _upload_parts(
         await run_pipeline(
             transport=transport,
             url=part_urls[index],
-            headers=plan.headers,
+            headers=_headers_to(plan, part_urls[index]),
             source=slice_source(source, start, length),
             start=offsets[index],
             stop=length,

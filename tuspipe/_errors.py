@@ -11,6 +11,7 @@ caller's misuse, the local source, the network, and the server's answer are sepa
     ├── SourceChangedError        the local source changed size or vanished during the upload
     ├── NetworkError              no usable answer: connect, read or write failed
     │   └── NetworkTimeoutError   ... because an operation took longer than `timeout`
+    ├── TLSVerificationError      the server's certificate could not be verified (not retried)
     └── ResponseError             the server answered, and the answer ends the upload
         │                         (.status_code, .body, .headers, .method, .url)
         ├── VersionMismatchError  412: the server does not speak tus 1.0.0
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "ResponseError",
     "SourceChangedError",
+    "TLSVerificationError",
     "TusError",
     "UnsupportedFeatureError",
     "UploadNotFoundError",
@@ -78,6 +80,15 @@ class NetworkError(TusError):
 
 class NetworkTimeoutError(NetworkError):
     """A connect, read, write or pool wait took longer than the configured timeout."""
+
+
+class TLSVerificationError(TusError):
+    """The server's TLS certificate could not be verified against the trusted CAs.
+
+    Never retried: another try meets the same certificate. Pass the CA bundle that signed it
+    with ``verify="ca.pem"`` (``--cacert`` on the command line), or, knowingly, turn
+    verification off with ``verify=False`` (``--insecure``).
+    """
 
 
 class ResponseError(TusError):

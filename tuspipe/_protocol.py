@@ -98,6 +98,9 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 
+# Longer is no URL a client should follow; it is refused rather than stored in the journal.
+MAX_LOCATION_LENGTH = 8192
+
 _METHODS = frozenset({"OPTIONS", "POST", "HEAD", "PATCH", "DELETE"})
 
 
@@ -655,8 +658,14 @@ def _not_tus(request: Request, response: Response, what: str) -> VersionMismatch
     )
 
 
-def parse_creation(request: Request, response: Response) -> str:
-    """Read a creation answer: the new upload's absolute URL."""
+def parse_creation(
+    request: Request, response: Response, *, allow_insecure_location: bool = False
+) -> str:
+    """Read a creation answer: the new upload's absolute URL.
+
+    A ``Location`` that leads from an https endpoint to plain http is refused unless
+    `allow_insecure_location`: the upload's bytes would travel unencrypted.
+    """
     _check_tus_answer(request, response)
     if response.status_code != 201 and 200 <= response.status_code < 300:
         # tus creates with 201; another success is some other web application answering.
@@ -673,10 +682,26 @@ def parse_creation(request: Request, response: Response) -> str:
         raise _protocol_error(
             request, response, "the server created an upload but sent no Location"
         )
+    if len(location) > MAX_LOCATION_LENGTH:
+        raise _protocol_error(
+            request, response, f"the server sent a Location of {len(location)} characters"
+        )
     try:
-        return resolve_location(request.url, location)
+        upload_url = resolve_location(request.url, location)
     except ValueError as exc:
         raise _protocol_error(request, response, str(exc)) from None
+    if (
+        urlsplit(request.url).scheme == "https"
+        and urlsplit(upload_url).scheme == "http"
+        and not allow_insecure_location
+    ):
+        raise _protocol_error(
+            request,
+            response,
+            f"the https endpoint placed the upload at plain-http {upload_url}; refusing to send "
+            "the bytes unencrypted (allow_insecure_location=True permits it)",
+        )
+    return upload_url
 
 
 def parse_head(request: Request, response: Response) -> UploadStatus:

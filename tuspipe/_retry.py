@@ -209,7 +209,11 @@ async def head_upload(
 
 
 async def create_with_retries(
-    transport: Transport, request: Request, policy: RetryPolicy
+    transport: Transport,
+    request: Request,
+    policy: RetryPolicy,
+    *,
+    allow_insecure_location: bool = False,
 ) -> tuple[str, Response]:
     """POST a creation request; return the new upload's URL and the answer.
 
@@ -220,7 +224,10 @@ async def create_with_retries(
 
     async def attempt() -> tuple[str, Response]:
         response = await transport.send(request)
-        return parse_creation(request, response), response
+        upload_url = parse_creation(
+            request, response, allow_insecure_location=allow_insecure_location
+        )
+        return upload_url, response
 
     def decide(error: TusError, attempt_number: int) -> bool:
         if policy.should_retry is not None:

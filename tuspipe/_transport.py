@@ -18,7 +18,7 @@ from typing import Union
 
 import httpx
 
-from ._errors import NetworkError, NetworkTimeoutError, UsageError
+from ._errors import NetworkError, NetworkTimeoutError, TLSVerificationError, UsageError
 from ._protocol import Request, Response
 
 __all__ = ["CertTypes", "ResponseHook", "Transport", "VerifyTypes", "make_ssl_context"]
@@ -45,6 +45,11 @@ def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) 
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif verify is True or verify is False:
+        if verify is False:
+            logger.warning(
+                "TLS certificate verification is off (verify=False): anyone on the path can "
+                "read and change the upload"
+            )
         context = httpx.create_ssl_context(verify=verify)
     elif isinstance(verify, (str, os.PathLike)):
         location = os.fspath(verify)
@@ -91,8 +96,27 @@ def _mapped_errors(request: Request) -> Iterator[None]:
             f"{request.method} {request.url} timed out ({type(exc).__name__})"
         ) from exc
     except httpx.TransportError as exc:
+        verification = _certificate_failure(exc)
+        if verification is not None:
+            raise TLSVerificationError(
+                f"{request.method} {request.url}: the server's TLS certificate could not be "
+                f"verified ({verification}); if it is signed by your own CA, pass "
+                "verify='ca.pem' (tuspipe --cacert ca.pem), or verify=False to skip the check"
+            ) from exc
         detail = str(exc) or type(exc).__name__
         raise NetworkError(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """The verification message when `exc` stems from a refused server certificate."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "certificate verify failed"
+    return None
 
 
 class Transport:
