@@ -11,7 +11,7 @@ Inside trio, ``await tuspipe.upload_async(...)`` does the same without blocking.
 
 from __future__ import annotations
 
-from ._api import upload, upload_async
+from ._api import upload, upload_async, upload_many, upload_many_async
 from ._client import Client
 from ._errors import (
     ChecksumMismatchError,
@@ -59,6 +59,7 @@ from ._types import (
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_TIMEOUT,
+    UploadOutcome,
     UploadResult,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "TusError",
     "UnsupportedFeatureError",
     "UploadNotFoundError",
+    "UploadOutcome",
     "UploadResult",
     "UploadStatus",
     "UploadTooLargeError",
@@ -106,6 +108,8 @@ __all__ = [
     "terminate_async",
     "upload",
     "upload_async",
+    "upload_many",
+    "upload_many_async",
     "upload_status",
     "upload_status_async",
     "validate_url",

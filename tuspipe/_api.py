@@ -7,7 +7,7 @@ implementation. Everything the caller passes is checked before the first request
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import httpx
 
@@ -25,10 +25,11 @@ from ._types import (
     DEFAULT_TIMEOUT,
     JournalOption,
     ProgressCallback,
+    UploadOutcome,
     UploadResult,
 )
 
-__all__ = ["upload", "upload_async"]
+__all__ = ["upload", "upload_async", "upload_many", "upload_many_async"]
 
 
 async def upload_async(
@@ -61,6 +62,8 @@ async def upload_async(
     http_client: httpx.AsyncClient | None = None,
     allow_insecure_location: bool = False,
     allow_cross_origin_credentials: bool = False,
+    method_override: bool = False,
+    terminate_on_cancel: bool = False,
 ) -> UploadResult:
     """Upload `source` with the tus protocol and return what the server holds.
 
@@ -114,6 +117,10 @@ async def upload_async(
         allow_cross_origin_credentials: send credential headers (``Authorization``,
             ``Cookie``, ``Proxy-Authorization``) to an upload URL on another origin than `url`
             (by default they are only sent to the endpoint's origin).
+        method_override: send PATCH and DELETE as POST with ``X-HTTP-Method-Override``, for
+            proxies that block those methods.
+        terminate_on_cancel: when the call is cancelled (a trio cancel scope, Ctrl-C),
+            delete the upload on the server instead of leaving it to be resumed.
 
     Raises:
         UsageError: bad arguments (before any request).
@@ -141,6 +148,7 @@ async def upload_async(
         http_client=http_client,
         allow_insecure_location=allow_insecure_location,
         allow_cross_origin_credentials=allow_cross_origin_credentials,
+        method_override=method_override,
     )
     async with client:
         return await client.upload(
@@ -158,7 +166,79 @@ async def upload_async(
             read_size=read_size,
             read_ahead=read_ahead,
             parallel=parallel,
+            terminate_on_cancel=terminate_on_cancel,
         )
 
 
 upload = blocking(upload_async, "upload")
+
+
+async def upload_many_async(
+    sources: Iterable[SourceLike],
+    url: str,
+    *,
+    concurrency: int = 4,
+    fail_fast: bool = False,
+    metadata: Mapping[str, str | bytes]
+    | Callable[[SourceLike], Mapping[str, str | bytes] | None]
+    | None = None,
+    on_progress: Callable[[int, int, int | None], object] | None = None,
+    on_total_progress: Callable[[int, int | None], object] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    checksum: str | None = None,
+    resume: bool = True,
+    headers: Mapping[str, str] | None = None,
+    journal: JournalOption = True,
+    retries: int = DEFAULT_RETRIES,
+    retry_delays: Sequence[float] | None = None,
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    read_size: int = DEFAULT_READ_SIZE,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+    http_client: httpx.AsyncClient | None = None,
+) -> list[UploadOutcome]:
+    """Upload many sources to the creation endpoint `url`, `concurrency` at a time.
+
+    All uploads share one connection pool, and the server is asked what it supports once, so
+    a small file takes a single request when the server supports creation-with-upload. Each
+    source gets its own :class:`UploadOutcome` (a result or the error), in the order given;
+    one failure does not stop the others unless `fail_fast`, which raises the first error.
+
+    Args:
+        metadata: a mapping for every upload, or a function of the source returning one.
+        on_progress: called as ``on_progress(index, acknowledged, total)`` per source.
+        on_total_progress: called as ``on_total_progress(acknowledged, total)`` over all
+            sources (`total` None while some size is unknown).
+        The other arguments mean what they mean for :func:`upload_async`.
+    """
+    client = Client(
+        headers=headers,
+        journal=journal,
+        retries=retries,
+        retry_delays=retry_delays,
+        verify=verify,
+        cert=cert,
+        timeout=timeout,
+        stall_timeout=stall_timeout,
+        http_client=http_client,
+    )
+    async with client:
+        return await client.upload_many(
+            sources,
+            url,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            metadata=metadata,
+            on_progress=on_progress,
+            on_total_progress=on_total_progress,
+            chunk_size=chunk_size,
+            checksum=checksum,
+            resume=resume,
+            read_size=read_size,
+            read_ahead=read_ahead,
+        )
+
+
+upload_many = blocking(upload_many_async, "upload_many")

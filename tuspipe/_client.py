@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -37,6 +37,7 @@ from ._fingerprint import fingerprint
 from ._journal import Journal, JournalEntry, has_expired, public_endpoint
 from ._pipeline import PipelineSettings, raise_from_group, run_pipeline
 from ._protocol import (
+    Response,
     ServerCapabilities,
     UploadStatus,
     choose_checksum,
@@ -46,6 +47,7 @@ from ._protocol import (
     encode_metadata,
     options_request,
     parse_capabilities,
+    parse_creation_offset,
     parse_termination,
     upload_expires,
     validate_headers,
@@ -53,6 +55,7 @@ from ._protocol import (
 )
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import Source, SourceLike, open_source, slice_source
+from ._stages import digest_range, read_range
 from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
 from ._types import (
     DEFAULT_CHUNK_SIZE,
@@ -64,6 +67,7 @@ from ._types import (
     JOURNAL_WRITE_INTERVAL,
     JournalOption,
     ProgressCallback,
+    UploadOutcome,
     UploadResult,
 )
 
@@ -110,6 +114,8 @@ class Client:
         allow_cross_origin_credentials: send ``Authorization``, ``Cookie`` and
             ``Proxy-Authorization`` from `headers` to upload URLs on another origin than the
             endpoint (by default they stay with the endpoint's origin).
+        method_override: send PATCH and DELETE as POST with ``X-HTTP-Method-Override``, for
+            proxies that block those methods (the server must honour the header).
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class Client:
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_location: bool = False,
         allow_cross_origin_credentials: bool = False,
+        method_override: bool = False,
     ) -> None:
         self._headers = validate_headers(headers)
         self._allow_insecure_location = bool(allow_insecure_location)
@@ -144,6 +151,7 @@ class Client:
             cert=cert,
             client=http_client,
             on_response=on_response,
+            method_override=method_override,
         )
         self._capabilities: dict[str, ServerCapabilities | None] = {}
 
@@ -250,6 +258,7 @@ class Client:
         read_size: int = DEFAULT_READ_SIZE,
         read_ahead: int = DEFAULT_READ_AHEAD,
         parallel: int = 1,
+        terminate_on_cancel: bool = False,
     ) -> UploadResult:
         """Upload `source`; see :func:`tuspipe.upload_async` for every argument."""
         if url is None and upload_url is None:
@@ -280,6 +289,7 @@ class Client:
             parallel=_positive_int("parallel", parallel),
             allow_insecure_location=self._allow_insecure_location,
             allow_cross_origin_credentials=self._allow_cross_origin_credentials,
+            terminate_on_cancel=bool(terminate_on_cancel),
         )
         choose_checksum(checksum, None)  # an unknown algorithm fails here, before any traffic
         for name, callback in (("on_progress", on_progress), ("on_upload_url", on_upload_url)):
@@ -297,6 +307,109 @@ class Client:
             return await _run_upload(self, self._transport, opened, plan, stop_at)
         finally:
             opened.close()
+
+    async def upload_many(
+        self,
+        sources: Iterable[SourceLike],
+        url: str,
+        *,
+        concurrency: int = 4,
+        fail_fast: bool = False,
+        metadata: Mapping[str, str | bytes]
+        | Callable[[SourceLike], Mapping[str, str | bytes] | None]
+        | None = None,
+        on_progress: Callable[[int, int, int | None], object] | None = None,
+        on_total_progress: Callable[[int, int | None], object] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        checksum: str | None = None,
+        resume: bool = True,
+        read_size: int = DEFAULT_READ_SIZE,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+    ) -> list[UploadOutcome]:
+        """Upload many sources to the endpoint `url`, `concurrency` at a time, on this client's
+        one connection pool; see :func:`tuspipe.upload_many_async`."""
+        validate_url(url)
+        concurrency = _positive_int("concurrency", concurrency)
+        for name, callback in (
+            ("on_progress", on_progress),
+            ("on_total_progress", on_total_progress),
+        ):
+            if callback is not None and not callable(callback):
+                raise UsageError(f"{name} must be callable")
+        listed = list(sources)
+        outcomes: list[UploadOutcome] = [
+            UploadOutcome(index, item) for index, item in enumerate(listed)
+        ]
+        acknowledged = [0] * len(listed)
+        totals: list[int | None] = [None] * len(listed)
+        # Once, up front: later uploads can then send their first chunk with the POST.
+        await self._known_capabilities(url)
+        limiter = trio.CapacityLimiter(concurrency)
+
+        def progress(index: int, done: int, total: int | None) -> None:
+            acknowledged[index], totals[index] = done, total
+            if on_progress is not None:
+                on_progress(index, done, total)
+            if on_total_progress is not None:
+                known = (
+                    None
+                    if any(value is None for value in totals)
+                    else sum(value or 0 for value in totals)
+                )
+                on_total_progress(sum(acknowledged), known)
+
+        async def one(index: int) -> None:
+            item = listed[index]
+            item_metadata = metadata(item) if callable(metadata) else metadata
+            async with limiter:
+                try:
+                    result = await self.upload(
+                        item,
+                        url,
+                        chunk_size=chunk_size,
+                        metadata=item_metadata,
+                        checksum=checksum,
+                        resume=resume,
+                        read_size=read_size,
+                        read_ahead=read_ahead,
+                        on_progress=partial(progress, index),
+                    )
+                except (TusError, OSError) as error:
+                    if fail_fast:
+                        raise
+                    logger.warning("upload %d of %d failed: %s", index + 1, len(listed), error)
+                    outcomes[index] = UploadOutcome(index, item, error=error)
+                else:
+                    outcomes[index] = UploadOutcome(index, item, result=result)
+
+        await _gather([partial(one, index) for index in range(len(listed))])
+        return outcomes
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    """True for trio's cancellation and Ctrl-C, alone or grouped."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split((trio.Cancelled, KeyboardInterrupt))[1] is None
+    return isinstance(error, (trio.Cancelled, KeyboardInterrupt))
+
+
+# Seconds a cancelled upload may spend terminating itself on the server.
+TERMINATE_TIMEOUT = 10.0
+
+
+async def _terminate_cancelled(
+    transport: Transport, plan: _Plan, target: str, key: str | None
+) -> None:
+    """DELETE the upload of a cancelled call, shielded and time-bounded; never raises."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + TERMINATE_TIMEOUT):
+        try:
+            request = delete_request(target, _headers_to(plan, target))
+            parse_termination(request, await transport.send(request))
+            logger.info("terminated the cancelled upload %s", target)
+            if key is not None and plan.journal is not None:
+                await trio.to_thread.run_sync(plan.journal.forget, key)
+        except (TusError, OSError) as error:
+            logger.warning("could not terminate the cancelled upload %s: %s", target, error)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -350,6 +463,7 @@ class _Plan:
     parallel: int = 1
     allow_insecure_location: bool = False
     allow_cross_origin_credentials: bool = False
+    terminate_on_cancel: bool = False
 
 
 # Headers that carry credentials: sent only to the origin of the endpoint they were given for.
@@ -427,8 +541,11 @@ async def _find_or_create(
     plan: _Plan,
     key: str | None,
     entry: JournalEntry | None,
-) -> tuple[str, int]:
-    """The upload to continue or a new one: (its URL, the server's offset)."""
+    capabilities: ServerCapabilities | None,
+    algorithm: str | None,
+) -> tuple[str, int, bool]:
+    """The upload to continue or a new one: (its URL, the server's offset, whether it was
+    created now)."""
     journal = plan.journal
     if plan.upload_url is not None:
         _, _, status = await head_upload(
@@ -440,31 +557,84 @@ async def _find_or_create(
                 f"{source.name} has {source.size}; it is not an upload of this source"
             )
         logger.info("resuming %s at offset %d of %s", plan.upload_url, status.offset, source.size)
-        return plan.upload_url, status.offset
+        return plan.upload_url, status.offset, False
     if entry is not None and journal is not None:
         found = await _resume_from_journal(transport, source, plan, journal, entry)
         if found is not None:
             logger.info("resuming %s at offset %d of %s (journal)", *found, source.size)
-            return found
-    assert plan.url is not None
-    target, response = await create_with_retries(
-        transport,
-        creation_request(plan.url, source.size, plan.metadata, plan.headers),
-        plan.retry,
-        allow_insecure_location=plan.allow_insecure_location,
-    )
-    logger.info("created %s for %s bytes of %s", target, source.size, source.name)
+            return (*found, False)
+    target, offset, response = await _create(transport, source, plan, capabilities, algorithm)
     if key is not None and journal is not None and source.size is not None:
         entry = JournalEntry(
             key=key,
             url=target,
-            endpoint=public_endpoint(plan.url),
+            endpoint=public_endpoint(plan.url or ""),
             source=source.name,
             size=source.size,
+            offset=offset,
             expires=upload_expires(response),
         )
         await trio.to_thread.run_sync(journal.record_created, entry)
-    return target, 0
+    return target, offset, True
+
+
+async def _create(
+    transport: Transport,
+    source: Source,
+    plan: _Plan,
+    capabilities: ServerCapabilities | None,
+    algorithm: str | None,
+) -> tuple[str, int, Response]:
+    """Create the upload: (its URL, the bytes the server already holds, the answer).
+
+    When the server is known to support creation-with-upload, the first chunk travels in the
+    POST itself, saving a round trip (what matters for small files). The offset the server
+    returns is checked: a server that silently dropped the body just holds fewer bytes.
+    """
+    assert plan.url is not None
+    first = 0
+    if (
+        capabilities is not None
+        and capabilities.supports("creation-with-upload")
+        and source.size
+        and (algorithm is None or capabilities.supports("checksum"))
+    ):
+        first = min(plan.settings.chunk_size, source.size)
+    checksum = None
+    if first and algorithm is not None:
+        checksum = await digest_range(source, 0, first, algorithm, plan.settings.read_size)
+    request = creation_request(
+        plan.url,
+        source.size,
+        plan.metadata,
+        plan.headers,
+        body_length=first or None,
+        checksum=checksum,
+    )
+    target, response = await create_with_retries(
+        transport,
+        request,
+        plan.retry,
+        allow_insecure_location=plan.allow_insecure_location,
+        body=(lambda: read_range(source, 0, first, plan.settings.read_size)) if first else None,
+    )
+    offset = 0
+    if first:
+        held = parse_creation_offset(request, response)
+        if held is None:
+            # The answer does not say what was stored: ask.
+            held = (await head_upload(transport, target, _headers_to(plan, target), plan.retry))[
+                2
+            ].offset
+        offset = held
+    logger.info(
+        "created %s for %s bytes of %s (%d sent with the POST)",
+        target,
+        source.size,
+        source.name,
+        offset,
+    )
+    return target, offset, response
 
 
 async def _run_upload(
@@ -492,11 +662,16 @@ async def _run_upload(
     entry = None
     if key is not None and journal is not None and plan.resume:
         entry = await trio.to_thread.run_sync(journal.get, key)
-    if (entry is not None and entry.parts) or plan.parallel > 1:
+    # An upload already under way continues as it began: in parts, or in one piece.
+    if (entry is not None and entry.parts) or (entry is None and plan.parallel > 1):
         parts = await _parallel_parts(client, source, plan, stop_at, entry)
         if parts > 1:
             return await _run_parallel(transport, source, plan, parts, algorithm, key, entry)
-    target, offset = await _find_or_create(transport, source, plan, key, entry)
+    if capabilities is None and plan.url is not None:
+        capabilities = client._capabilities.get(plan.url)  # only what is known already
+    target, offset, created = await _find_or_create(
+        transport, source, plan, key, entry, capabilities, algorithm
+    )
     if plan.on_upload_url is not None:
         plan.on_upload_url(target)
     if plan.on_progress is not None:
@@ -535,12 +710,20 @@ async def _run_upload(
             if key is not None and journal is not None:
                 await trio.to_thread.run_sync(journal.forget, key)
             raise
+        except BaseException as error:
+            if plan.terminate_on_cancel and _is_cancellation(error):
+                await _terminate_cancelled(transport, plan, target, key)
+            raise
     size = source.size
     assert size is not None  # a one-pass source has been read to its end by now
     if final == size and key is not None and journal is not None:
         await trio.to_thread.run_sync(journal.record_finished, key)
     return UploadResult(
-        url=target, size=size, offset=final, resumed_from=offset, checksum=algorithm
+        url=target,
+        size=size,
+        offset=final,
+        resumed_from=0 if created else offset,
+        checksum=algorithm,
     )
 
 

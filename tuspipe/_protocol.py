@@ -66,6 +66,7 @@ __all__ = [
     "options_request",
     "parse_capabilities",
     "parse_creation",
+    "parse_creation_offset",
     "parse_head",
     "parse_patch",
     "parse_termination",
@@ -494,10 +495,14 @@ def creation_request(
     headers: Iterable[tuple[str, str]] = (),
     *,
     partial: bool = False,
+    body_length: int | None = None,
+    checksum: str | None = None,
 ) -> Request:
     """POST to the creation endpoint; `length` None defers it (``Upload-Defer-Length: 1``).
 
     `partial` makes it a part of a later concatenation (``Upload-Concat: partial``).
+    `body_length` bytes of the upload travel in the POST itself (creation-with-upload),
+    with `checksum` as their ``Upload-Checksum``.
     """
     if length is None:
         own = [("Upload-Defer-Length", "1")]
@@ -509,7 +514,26 @@ def creation_request(
         own.append(("Upload-Concat", "partial"))
     if metadata:
         own.append(("Upload-Metadata", metadata))
-    return Request("POST", url, _tus_headers(headers, *own))
+    if body_length is None:
+        return Request("POST", url, _tus_headers(headers, *own))
+    if body_length <= 0 or (length is not None and body_length > length):
+        raise UsageError(f"cannot send {body_length} bytes with the creation of {length}")
+    own += [("Content-Type", OFFSET_CONTENT_TYPE), ("Content-Length", str(body_length))]
+    if checksum is not None:
+        own.append(("Upload-Checksum", checksum))
+    return Request("POST", url, _tus_headers(headers, *own), offset=0, content_length=body_length)
+
+
+def parse_creation_offset(request: Request, response: Response) -> int | None:
+    """The offset a creation-with-upload answer reports (None when it reports none); it must
+    lie within the bytes the POST carried."""
+    offset = _parse_count(request, response, "upload-offset")
+    sent = request.content_length or 0
+    if offset is not None and offset > sent:
+        raise _protocol_error(
+            request, response, f"the server reports offset {offset} after receiving {sent} bytes"
+        )
+    return offset
 
 
 def concatenation_request(

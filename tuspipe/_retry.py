@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -214,6 +214,7 @@ async def create_with_retries(
     policy: RetryPolicy,
     *,
     allow_insecure_location: bool = False,
+    body: Callable[[], AsyncIterable[bytes]] | None = None,
 ) -> tuple[str, Response]:
     """POST a creation request; return the new upload's URL and the answer.
 
@@ -223,7 +224,8 @@ async def create_with_retries(
     """
 
     async def attempt() -> tuple[str, Response]:
-        response = await transport.send(request)
+        # A fresh body for every try: a stream consumed by a failed try cannot be sent again.
+        response = await transport.send(request, body() if body is not None else None)
         upload_url = parse_creation(
             request, response, allow_insecure_location=allow_insecure_location
         )

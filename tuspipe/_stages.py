@@ -41,6 +41,7 @@ __all__ = [
     "checksummer",
     "chunker",
     "digest_range",
+    "read_range",
     "reader",
     "reporter",
     "sender",
@@ -107,6 +108,12 @@ def _hash_range(source: Source, offset: int, length: int, algorithm: str, read_s
     for piece_offset, piece_length in _spans(offset, offset + length, read_size):
         hasher.update(source.read_at(piece_offset, piece_length))
     return hasher.digest()
+
+
+async def read_range(source: Source, start: int, end: int, read_size: int) -> AsyncIterator[bytes]:
+    """The source's bytes ``[start, end)``, read in worker threads `read_size` at a time."""
+    for offset, length in _spans(start, end, read_size):
+        yield await trio.to_thread.run_sync(source.read_at, offset, length)
 
 
 async def digest_range(
@@ -245,8 +252,10 @@ class _BlockCursor:
     async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[bytes]:
         """Yield the source's bytes from `start` to the end of `chunk`, which holds `start`."""
         position = self.position
-        for offset, length in _spans(start, min(chunk.end, position), self._read_size):
-            yield await trio.to_thread.run_sync(self._source.read_at, offset, length)
+        async for data in read_range(
+            self._source, start, min(chunk.end, position), self._read_size
+        ):
+            yield data
         offset = max(start, position)
         while offset < chunk.end:
             await self._peek()

@@ -129,6 +129,8 @@ class Transport:
         verify, cert: TLS settings, see :func:`make_ssl_context`.
         client: an ``httpx.AsyncClient`` to use instead of making one; it is not closed here.
         on_response: called as ``on_response(request, response)`` after every answer.
+        method_override: send PATCH and DELETE as POST with ``X-HTTP-Method-Override``, for
+            proxies that block those methods.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class Transport:
         cert: CertTypes | None = None,
         client: httpx.AsyncClient | None = None,
         on_response: ResponseHook | None = None,
+        method_override: bool = False,
     ) -> None:
         for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -168,6 +171,7 @@ class Transport:
         if on_response is not None and not callable(on_response):
             raise UsageError("on_response must be callable")
         self._on_response = on_response
+        self._method_override = bool(method_override)
 
     async def __aenter__(self) -> Transport:
         return self
@@ -190,10 +194,13 @@ class Transport:
         Raises NetworkError or NetworkTimeoutError when no answer arrives. Exceptions raised
         by `body` itself (a failing local read, say) propagate unchanged.
         """
+        method, headers = request.method, list(request.headers)
+        if self._method_override and method in ("PATCH", "DELETE"):
+            method, headers = "POST", [*headers, ("X-HTTP-Method-Override", request.method)]
         http_request = self._client.build_request(
-            request.method,
+            method,
             request.url,
-            headers=list(request.headers),
+            headers=headers,
             content=body,
             timeout=self._timeout,
         )

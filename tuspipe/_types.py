@@ -19,6 +19,7 @@ __all__ = [
     "JOURNAL_WRITE_INTERVAL",
     "JournalOption",
     "ProgressCallback",
+    "UploadOutcome",
     "UploadResult",
 ]
 
@@ -69,3 +70,24 @@ class UploadResult:
 
 JournalOption = Union[bool, str, "os.PathLike[str]", Journal, None]
 """True (the default file), a path, a :class:`Journal`, or None / False (no journal)."""
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """How one source of :func:`tuspipe.upload_many` fared: a result, or the error.
+
+    Attributes:
+        index: the source's position in the list given.
+        source: the source as given.
+        result: what the upload achieved, when it succeeded.
+        error: why it failed (a TusError or an OSError), when it did.
+    """
+
+    index: int
+    source: object
+    result: UploadResult | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
