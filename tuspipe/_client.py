@@ -31,6 +31,7 @@ from ._errors import (
     TusError,
     UnsupportedFeatureError,
     UploadNotFoundError,
+    UploadTooLargeError,
     UsageError,
 )
 from ._fingerprint import fingerprint
@@ -669,6 +670,18 @@ async def _run_upload(
             return await _run_parallel(transport, source, plan, parts, algorithm, key, entry)
     if capabilities is None and plan.url is not None:
         capabilities = client._capabilities.get(plan.url)  # only what is known already
+    if (
+        capabilities is not None
+        and capabilities.max_size is not None
+        and source.size is not None
+        and source.size > capabilities.max_size
+        and plan.upload_url is None
+    ):
+        raise UploadTooLargeError(
+            f"{source.name} has {source.size} bytes; the server accepts at most "
+            f"{capabilities.max_size} (Tus-Max-Size)",
+            url=plan.url or "",
+        )
     target, offset, created = await _find_or_create(
         transport, source, plan, key, entry, capabilities, algorithm
     )
