@@ -536,6 +536,18 @@ async def _resume_from_journal(
     return None
 
 
+def _fits_in_creation(source: Source, plan: _Plan, capabilities: ServerCapabilities | None) -> bool:
+    """Whether the whole source will travel in the creation request (creation-with-upload)."""
+    return (
+        capabilities is not None
+        and capabilities.supports("creation-with-upload")
+        and source.size is not None
+        and 0 < source.size <= plan.settings.chunk_size
+        and plan.upload_url is None
+        and plan.parallel == 1
+    )
+
+
 async def _find_or_create(
     transport: Transport,
     source: Source,
@@ -659,7 +671,12 @@ async def _run_upload(
         stop = _stop_offset(stop_at, source.size)
 
     journal = plan.journal
-    key = await _journal_key(source, plan)
+    if capabilities is None and plan.url is not None:
+        capabilities = client._capabilities.get(plan.url)  # only what is known already
+    key = None
+    if not _fits_in_creation(source, plan, capabilities):
+        # (An upload that travels whole in its creation request has nothing to resume.)
+        key = await _journal_key(source, plan)
     entry = None
     if key is not None and journal is not None and plan.resume:
         entry = await trio.to_thread.run_sync(journal.get, key)
@@ -668,8 +685,6 @@ async def _run_upload(
         parts = await _parallel_parts(client, source, plan, stop_at, entry)
         if parts > 1:
             return await _run_parallel(transport, source, plan, parts, algorithm, key, entry)
-    if capabilities is None and plan.url is not None:
-        capabilities = client._capabilities.get(plan.url)  # only what is known already
     if (
         capabilities is not None
         and capabilities.max_size is not None

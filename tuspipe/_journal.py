@@ -44,6 +44,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -125,14 +126,22 @@ def decode_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
 
     Never raises: a torn tail or corrupt bytes cost only the records they touch.
     """
+    records, damaged, _ = _decode(data)
+    return records, damaged
+
+
+def _decode(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
+    """:func:`decode_records`, plus where the last intact frame ends."""
     records: list[dict[str, Any]] = []
     damaged = 0
     position = 0
+    intact_end = 0
     while position < len(data):
         frame = _frame_at(data, position)
         if frame is not None:
             record, position = frame
             records.append(record)
+            intact_end = position
             continue
         # Damage, or a torn tail: skip to the next frame that checks out.
         damaged += 1
@@ -141,7 +150,7 @@ def decode_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
             position = data.find(MAGIC, position + 1)
         if position < 0:
             break
-    return records, damaged
+    return records, damaged, intact_end
 
 
 def _frame_at(data: bytes, position: int) -> tuple[dict[str, Any], int] | None:
@@ -200,9 +209,12 @@ def _entry_from(record: Mapping[str, Any]) -> JournalEntry | None:
     return entry if types_ok else None
 
 
-def replay(records: Iterable[Mapping[str, Any]]) -> dict[str, JournalEntry]:
-    """The live (unfinished, unforgotten) uploads after applying `records` in order."""
-    live: dict[str, JournalEntry] = {}
+def replay(
+    records: Iterable[Mapping[str, Any]], live: Mapping[str, JournalEntry] | None = None
+) -> dict[str, JournalEntry]:
+    """The live (unfinished, unforgotten) uploads after applying `records` in order to
+    `live` (the uploads known before them; none by default)."""
+    live = dict(live or {})
     for record in records:
         key = record["key"]
         op = record["op"]
@@ -238,6 +250,12 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_journal_path()
         self._lock_path = self.path.with_name(self.path.name + ".lock")
+        # What this object has read: (device, inode, bytes read, live uploads). The file only
+        # grows until compaction replaces it (a new inode), so reading on from where the last
+        # read stopped is enough; uploads of many small files would otherwise re-read it all.
+        self._cache: tuple[int, int, int, dict[str, JournalEntry]] | None = None
+        self._cache_lock = threading.Lock()
+        self._next_compaction_check = COMPACT_THRESHOLD_BYTES
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -279,11 +297,31 @@ class Journal:
     def load(self) -> dict[str, JournalEntry]:
         """The live uploads, by key."""
         with self._locked(exclusive=False):
-            data = self._read_bytes()
-        records, damaged = decode_records(data)
-        if damaged:
-            logger.warning("journal %s: skipped %d damaged stretch(es)", self.path, damaged)
-        return replay(records)
+            return dict(self._load_unlocked())
+
+    def _load_unlocked(self) -> dict[str, JournalEntry]:
+        """The live uploads; the caller holds the file lock."""
+        with self._cache_lock:
+            try:
+                stream = self.path.open("rb")
+            except FileNotFoundError:
+                self._cache = None
+                return {}
+            with stream:
+                info = os.fstat(stream.fileno())
+                cached = self._cache
+                start, known = 0, {}
+                same_file = cached is not None and cached[:2] == (info.st_dev, info.st_ino)
+                if cached is not None and same_file and cached[2] <= info.st_size:
+                    start, known = cached[2], cached[3]
+                stream.seek(start)
+                data = stream.read()
+            records, damaged, intact_end = _decode(data)
+            if damaged:
+                logger.warning("journal %s: skipped %d damaged stretch(es)", self.path, damaged)
+            live = replay(records, known)
+            self._cache = (info.st_dev, info.st_ino, start + intact_end, live)
+            return live
 
     def get(self, key: str) -> JournalEntry | None:
         return self.load().get(key)
@@ -320,7 +358,7 @@ class Journal:
         many unfinished uploads were dropped.
         """
         with self._locked(exclusive=True):
-            live = replay(decode_records(self._read_bytes())[0])
+            live = self._load_unlocked()
             keep = {
                 key: entry for key, entry in live.items() if expired_only and not has_expired(entry)
             }
@@ -330,20 +368,24 @@ class Journal:
     def compact(self) -> None:
         """Rewrite the file with only the live records."""
         with self._locked(exclusive=True):
-            self._rewrite(replay(decode_records(self._read_bytes())[0]).values())
+            self._rewrite(self._load_unlocked().values())
 
     def _compact_if_large(self) -> None:
-        """Called with the exclusive lock held."""
+        """Called with the exclusive lock held. The check itself is rare: only when the file
+        has grown by half since the last check."""
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
             return
-        if size < COMPACT_THRESHOLD_BYTES:
+        if size < self._next_compaction_check:
             return
-        live = replay(decode_records(self._read_bytes())[0])
+        live = self._load_unlocked()
         needed = sum(len(encode_record(entry.to_record())) for entry in live.values())
         if size >= 4 * needed:
             self._rewrite(live.values())
+            self._next_compaction_check = COMPACT_THRESHOLD_BYTES
+        else:
+            self._next_compaction_check = size + size // 2
 
     def _rewrite(self, entries: Iterable[JournalEntry]) -> None:
         """Atomically replace the file with `entries` (exclusive lock held by the caller)."""
