@@ -89,19 +89,26 @@ async def test_creation_with_upload_saves_a_round_trip(
     assert node_server.stored_sha256(result.url) == sha256_file(path)
 
 
-async def test_creation_with_upload_and_checksum(
+async def test_with_a_checksum_every_chunk_goes_by_patch(
     asgitus_server: TusServer, make_file: MakeFile
 ) -> None:
+    """asgi-tus offers creation-with-upload, but a checksummed chunk is sent by PATCH, where
+    a corrupted one is refused (460) and sent again."""
     path = make_file(2 * MiB + 3)
     seen: list[tuple[str, httpx.Headers]] = []
     async with (
         _recording_client(seen) as http_client,
         tuspipe.Client(http_client=http_client) as client,
     ):
+        info = await client.server_info(asgitus_server.url)
+        assert info.supports("creation-with-upload")
         result = await client.upload(path, asgitus_server.url, chunk_size=MiB, checksum="sha1")
     posts = [headers for method, headers in seen if method == "POST"]
+    patches = [headers for method, headers in seen if method == "PATCH"]
     assert len(posts) == 1
-    assert posts[0]["upload-checksum"].startswith("sha1 ")
+    assert "content-type" not in posts[0]
+    assert len(patches) == 3
+    assert all(headers["upload-checksum"].startswith("sha1 ") for headers in patches)
     assert asgitus_server.stored_sha256(result.url) == sha256_file(path)
 
 

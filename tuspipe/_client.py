@@ -56,7 +56,7 @@ from ._protocol import (
 )
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import Source, SourceLike, open_source, slice_source
-from ._stages import digest_range, read_range
+from ._stages import read_range
 from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
 from ._types import (
     DEFAULT_CHUNK_SIZE,
@@ -536,16 +536,23 @@ async def _resume_from_journal(
     return None
 
 
-def _fits_in_creation(source: Source, plan: _Plan, capabilities: ServerCapabilities | None) -> bool:
-    """Whether the whole source will travel in the creation request (creation-with-upload)."""
-    return (
-        capabilities is not None
-        and capabilities.supports("creation-with-upload")
-        and source.size is not None
-        and 0 < source.size <= plan.settings.chunk_size
-        and plan.upload_url is None
-        and plan.parallel == 1
-    )
+def _creation_body_length(
+    source: Source, plan: _Plan, capabilities: ServerCapabilities | None, algorithm: str | None
+) -> int:
+    """How many bytes travel in the creation request itself (creation-with-upload): the first
+    chunk, when the server is known to accept it."""
+    if (
+        capabilities is None
+        or not capabilities.supports("creation-with-upload")
+        or not source.size
+        or plan.upload_url is not None
+        or plan.parallel > 1
+        # With a checksum, every chunk goes by PATCH: a corrupted PATCH is refused (460) and
+        # sent again, while what a server does with a corrupted creation request is unclear.
+        or algorithm is not None
+    ):
+        return 0
+    return min(plan.settings.chunk_size, source.size)
 
 
 async def _find_or_create(
@@ -605,24 +612,13 @@ async def _create(
     returns is checked: a server that silently dropped the body just holds fewer bytes.
     """
     assert plan.url is not None
-    first = 0
-    if (
-        capabilities is not None
-        and capabilities.supports("creation-with-upload")
-        and source.size
-        and (algorithm is None or capabilities.supports("checksum"))
-    ):
-        first = min(plan.settings.chunk_size, source.size)
-    checksum = None
-    if first and algorithm is not None:
-        checksum = await digest_range(source, 0, first, algorithm, plan.settings.read_size)
+    first = _creation_body_length(source, plan, capabilities, algorithm)
     request = creation_request(
         plan.url,
         source.size,
         plan.metadata,
         plan.headers,
         body_length=first or None,
-        checksum=checksum,
     )
     target, response = await create_with_retries(
         transport,
@@ -674,7 +670,7 @@ async def _run_upload(
     if capabilities is None and plan.url is not None:
         capabilities = client._capabilities.get(plan.url)  # only what is known already
     key = None
-    if not _fits_in_creation(source, plan, capabilities):
+    if _creation_body_length(source, plan, capabilities, algorithm) != source.size:
         # (An upload that travels whole in its creation request has nothing to resume.)
         key = await _journal_key(source, plan)
     entry = None
@@ -703,7 +699,11 @@ async def _run_upload(
     if plan.on_upload_url is not None:
         plan.on_upload_url(target)
     if plan.on_progress is not None:
-        plan.on_progress(offset, source.size)
+        # Progress starts where the call found the upload; bytes sent with the creation
+        # request count as acknowledged by it.
+        plan.on_progress(0 if created else offset, source.size)
+        if created and offset:
+            plan.on_progress(offset, source.size)
 
     next_journal_write = trio.current_time()
 
