@@ -649,7 +649,10 @@ def parse_capabilities(request: Request, response: Response) -> ServerCapabiliti
 
 def resolve_location(request_url: str, location: str) -> str:
     """Resolve a (possibly relative) ``Location`` against the URL the request went to."""
-    absolute = urljoin(request_url, location.strip())
+    try:
+        absolute = urljoin(request_url, location.strip())
+    except ValueError as exc:  # urllib's own complaint ("Invalid IPv6 URL") names no header
+        raise ValueError(f"Location {location!r} is not a valid URL: {exc}") from exc
     try:
         return validate_url(absolute)
     except UsageError as exc:

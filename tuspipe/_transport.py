@@ -103,8 +103,37 @@ def _mapped_errors(request: Request) -> Iterator[None]:
                 f"verified ({verification}); if it is signed by your own CA, pass "
                 "verify='ca.pem' (tuspipe --cacert ca.pem), or verify=False to skip the check"
             ) from exc
-        detail = str(exc) or type(exc).__name__
+        detail = _tls_failure(exc) or str(exc) or type(exc).__name__
         raise NetworkError(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+# TLS alerts by which a server refuses the client's certificate, or its absence (TLS 1.2
+# servers say only "handshake failure").
+_CLIENT_CERTIFICATE_ALERTS = (
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_UNKNOWN_CA",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_HANDSHAKE_FAILURE",
+)
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """What TLS said when `exc` stems from a failed TLS exchange (httpx's own message is often
+    empty then), with a hint when the server refused the client's certificate."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            detail = str(seen)
+            if any(alert in (seen.reason or "") for alert in _CLIENT_CERTIFICATE_ALERTS):
+                detail += (
+                    "; the server refused the TLS client certificate, or wants one: pass "
+                    "cert='client.pem' or cert=('cert.pem', 'key.pem') "
+                    "(tuspipe --cert cert.pem --key key.pem)"
+                )
+            return detail
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _certificate_failure(exc: BaseException) -> str | None:
