@@ -47,7 +47,8 @@ class _ProgressLine:
         self._interactive = sys.stdout.isatty()
         self._last_decile = -1
 
-    def __call__(self, acknowledged: int, total: int) -> None:
+    def __call__(self, acknowledged: int, total: int | None) -> None:
+        assert total is not None  # the demo uploads a file: its size is known
         fraction = acknowledged / total if total else 1.0
         seconds = max(time.perf_counter() - self._started, 1e-9)
         bar = "#" * int(fraction * 40)

@@ -12,7 +12,9 @@ so a test can drive tuspipe's transport, stages, pipeline and api without a real
 
 The server follows the tus checklist (PROTOCOL.md): ``Tus-Resumable`` on every request but
 OPTIONS (412 otherwise), creation with ``Upload-Length`` or ``Upload-Defer-Length``, HEAD with
-``Upload-Offset``/``Upload-Length``, PATCH with offset and content-type checks (409/415) and
+``Upload-Offset``/``Upload-Length`` (or ``Upload-Defer-Length: 1``), PATCH with offset and
+content-type checks (409/415), ``Upload-Length`` on a PATCH declaring a deferred length once
+(400 when it would change or end before the bytes sent), and
 the checksum extension (400 for an unknown algorithm, 460 for a mismatch, verified with
 hashlib/zlib independently of tuspipe), DELETE for termination.
 
@@ -151,6 +153,10 @@ class FakeTusServer:
         """The bytes the server holds for the upload at `url`."""
         return bytes(self.uploads[self._upload_id(url)].data)
 
+    def length_of(self, url: str) -> int | None:
+        """The ``Upload-Length`` the server holds for the upload at `url` (None: deferred)."""
+        return self.uploads[self._upload_id(url)].length
+
     def metadata_of(self, url: str) -> str | None:
         return self.uploads[self._upload_id(url)].metadata
 
@@ -260,6 +266,8 @@ class FakeTusServer:
             if self.max_size is not None and length > self.max_size:
                 return self._answer(413, body=b"upload too large")
         elif headers.get("upload-defer-length") == "1":
+            if "creation-defer-length" not in self.extensions:
+                return self._answer(400, body=b"Upload-Length required (no deferred length)")
             length = None
         else:
             return self._answer(400, body=b"Upload-Length or Upload-Defer-Length required")
@@ -289,6 +297,19 @@ class FakeTusServer:
             return self._answer(415), None
         if headers.get("upload-offset") != str(len(upload.data)):
             return self._answer(409, body=b"offset mismatch"), None
+        if "upload-length" in headers:
+            # creation-defer-length: the length is declared once, by a PATCH, and never changed
+            raw = headers["upload-length"]
+            if not raw.isdigit():
+                return self._answer(400, body=b"bad Upload-Length"), None
+            declared = int(raw)
+            if upload.length is not None and declared != upload.length:
+                return self._answer(400, body=b"Upload-Length cannot change"), None
+            if declared < len(upload.data) + len(body):
+                return self._answer(400, body=b"Upload-Length ends before the body"), None
+            if self.max_size is not None and declared > self.max_size:
+                return self._answer(413, body=b"upload too large"), None
+            upload.length = declared
         if upload.length is not None and len(upload.data) + len(body) > upload.length:
             return self._answer(400, body=b"the body goes beyond Upload-Length"), None
         checksum_ok: bool | None = None

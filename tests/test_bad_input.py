@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 from urllib.parse import urljoin
 
 import httpx
@@ -279,12 +279,56 @@ def _dangling_symlink(env: Env) -> Call:
     return env.call(link)
 
 
-def _pipe(env: Env) -> Call:
+def _pipe_of(env: Env, data: bytes, *, writer_stays: bool = False) -> BinaryIO:
+    """A pipe holding `data`, to read from. Its writer is gone (the reader will see the end)
+    unless `writer_stays`: then a read past `data` waits until the case's cleanup."""
+    assert len(data) < 65536  # the pipe's buffer takes it all: no writer thread needed
     read_end, write_end = os.pipe()
     stream = open(read_end, "rb")  # noqa: SIM115 - closed by the stack
+    # (the stack closes in reverse: the writer first, so a waiting read ends before the close)
     env.stack.callback(stream.close)
-    env.stack.callback(os.close, write_end)
-    return env.call(stream)
+    os.write(write_end, data)
+    if writer_stays:
+        env.stack.callback(os.close, write_end)
+    else:
+        os.close(write_end)
+    return stream
+
+
+def _one_pass(what: Literal["generator", "pipe"], **given: Any) -> Build:
+    """SIZE bytes (more than a chunk: the length is deferred) from a generator or a pipe, to
+    the fake server, with `given` options; an upload_url given is made on the fake first."""
+
+    def build(env: Env) -> Call:
+        data = os.urandom(SIZE)
+        source: Any
+        if what == "generator":
+            source = (data[offset : offset + 100] for offset in range(0, SIZE, 100))
+        else:
+            source = _pipe_of(env, data)
+        if given.get("upload_url") == "made":
+            return env.call(
+                source, data, **{**given, "url": None, "upload_url": env.fake.create(None)}
+            )
+        return env.call(source, data, **given)
+
+    return build
+
+
+def _yielding(*items: Any) -> Build:
+    """A generator source yielding `items` (bytes, and something that is not)."""
+
+    def build(env: Env) -> Call:
+        data = b"".join(item for item in items if isinstance(item, bytes))
+        return env.call((item for item in items), data)
+
+    return build
+
+
+def _without_deferred_length(env: Env) -> Call:
+    env.fake.extensions = ("creation", "termination", "checksum")
+    data = os.urandom(SIZE)
+    return env.call((data[offset : offset + 100] for offset in range(0, SIZE, 100)), data)
 
 
 def _text_mode(env: Env) -> Call:
@@ -865,15 +909,69 @@ CASES: list[Case] = [
         "source-an-int",
         lambda env: env.call(5),
         UsageError,
-        r"cannot upload a int: pass a path, bytes, or a binary file object",
+        r"^cannot upload a int: pass a path, bytes, a binary file object, or an iterable of "
+        r"bytes$",
     ),
+    Case("source-a-dict", lambda env: env.call({b"a": b"b"}), UsageError, r"cannot upload a dict"),
     Case(
         "source-text-mode-file",
         _text_mode,
         UsageError,
         r"is open in text mode; open it in binary mode \('rb'\)",
     ),
-    Case("source-not-seekable", _pipe, UsageError, r"is not seekable"),
+    # ---- one-pass sources (read once; a length deferred past the first chunk) ---------------
+    Case(
+        "source-not-seekable-with-stop_at",
+        _one_pass("pipe", stop_at=100),
+        UsageError,
+        r"stop_at= needs a source that can be read again",
+    ),
+    Case(
+        "generator-with-stop_at",
+        _one_pass("generator", stop_at=100),
+        UsageError,
+        r"stop_at= needs a source that can be read again; <generator> cannot",
+    ),
+    Case(
+        "generator-with-upload_url",
+        _one_pass("generator", upload_url="made"),
+        UsageError,
+        r"can be read only once, so it cannot continue an earlier upload",
+    ),
+    Case(
+        "pipe-with-resume_key",
+        _one_pass("pipe", resume_key="stdin-1"),
+        UsageError,
+        r"can be read only once, so it cannot continue an earlier upload \(upload_url= and "
+        r"resume_key=",
+    ),
+    Case(
+        "generator-yielding-str",
+        _yielding(b"bytes first, ", "then text"),
+        UsageError,
+        r"<generator> yielded a str; it must yield bytes",
+    ),
+    Case(
+        "generator-yielding-str-after-the-first-chunk",
+        _yielding(b"x" * SIZE, "then text"),
+        UsageError,
+        r"<generator> yielded a str; it must yield bytes",
+        requests={"OPTIONS": 1, "POST": 1, "PATCH": range(3)},
+    ),
+    Case(
+        "generator-yielding-int",
+        _yielding(b"x", 5),
+        UsageError,
+        r"<generator> yielded a int; it must yield bytes",
+    ),
+    Case(
+        "generator-to-a-server-without-deferred-length",
+        _without_deferred_length,
+        UnsupportedFeatureError,
+        r"<generator> has no known size, and the server does not support uploads of deferred "
+        r"length \(creation-defer-length\)",
+        requests={"OPTIONS": 1},
+    ),
     Case("source-a-closed-file", _closed_file, (UsageError, ValueError), r"closed"),
     Case(
         "source-a-write-only-file",

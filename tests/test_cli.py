@@ -153,6 +153,267 @@ def test_console_script(node_server: TusServer, make_file: MakeFile) -> None:
     assert node_server.stored_sha256(result["url"]) == sha256_file(path)
 
 
+# ---- standard input ('-') ----------------------------------------------------------------------
+
+
+def run_with_input(data: bytes | Path, *arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the command with `data` on standard input: through a pipe (bytes), or redirected
+    from a file (a Path)."""
+    if isinstance(data, Path):
+        with data.open("rb") as stdin:
+            done = subprocess.run(
+                tuspipe_command(*arguments),
+                stdin=stdin,
+                capture_output=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+    else:
+        done = subprocess.run(
+            tuspipe_command(*arguments),
+            input=data,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+
+
+def test_upload_standard_input_of_unknown_size(node_server: TusServer, make_file: MakeFile) -> None:
+    path = make_file(16 * MiB + 3)
+    done = run_with_input(
+        path.read_bytes(), "upload", "-", node_server.url, "--json", "--chunk-size", "4MiB"
+    )
+    assert done.returncode == 0, done.stderr
+    [result] = json_lines(done.stdout)
+    assert result["file"] == "-"
+    assert result["size"] == 16 * MiB + 3
+    assert result["resumed_from"] == 0
+    assert node_server.stored_sha256(result["url"]) == sha256_file(path)
+    # a pipe: its size was unknown when the upload began
+    assert f"standard input: uploading a stream of unknown size to {result['url']}" in (done.stderr)
+    # its metadata names it, as a file's would (tuspyserver needs both keys)
+    assert tuspipe.upload_status(result["url"]).metadata == {
+        "filename": b"stdin",
+        "filetype": b"application/octet-stream",
+    }
+    # it is not journaled: read once, it can never be resumed
+    assert tuspipe.Journal().unfinished() == []
+    delete(result["url"])
+
+
+def test_standard_input_progress_shows_bytes_and_rate_until_the_size_is_known(
+    node_server: TusServer, make_file: MakeFile
+) -> None:
+    path = make_file(20 * MiB + 5)
+    done = run_with_input(path.read_bytes(), "upload", "--chunk-size", "1MiB", "-", node_server.url)
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert line.startswith(f"standard input: {node_server.url}")
+    assert "20.0 MiB in" in line
+    progress = [
+        found.group(1)
+        for found in re.finditer(r"^standard input: (.*)$", done.stderr, re.MULTILINE)
+    ]
+    assert progress[0].startswith("uploading a stream of unknown size to ")
+    # while unknown: bytes so far (a line at 1, 2, 4, 8, 16 MiB) and a rate, no percentage
+    unknown = [state for state in progress[1:] if "so far" in state]
+    assert [state.split(" so far")[0] for state in unknown] == [
+        "1.0 MiB",
+        "2.0 MiB",
+        "4.0 MiB",
+        "8.0 MiB",
+        "16.0 MiB",
+    ]
+    assert all(re.fullmatch(r"\S+ MiB so far, [\d.]+ \S+/s", state) for state in unknown)
+    assert not any("%" in state for state in unknown)
+    # once the end is read, the size is known: the last line is 100 %
+    assert progress[-1].startswith("100% (20.0 MiB of 20.0 MiB")
+    url = line.split()[2]
+    assert node_server.stored_sha256(url) == sha256_file(path)
+    delete(url)
+
+
+def test_standard_input_redirected_from_a_file_has_a_known_size(
+    node_server: TusServer, make_file: MakeFile
+) -> None:
+    path = make_file(3 * MiB + 1)
+    done = run_with_input(path, "upload", "--json", "--chunk-size", "1MiB", "-", node_server.url)
+    assert done.returncode == 0, done.stderr
+    [result] = json_lines(done.stdout)
+    assert result["size"] == 3 * MiB + 1
+    assert node_server.stored_sha256(result["url"]) == sha256_file(path)
+    assert f"standard input: uploading 3.0 MiB to {result['url']}" in done.stderr
+
+
+def test_standard_input_with_files(node_server: TusServer, make_file: MakeFile) -> None:
+    first, stream, last = make_file(MiB + 1), make_file(5 * MiB + 7), make_file(10)
+    done = run_with_input(
+        stream.read_bytes(),
+        "upload",
+        "--json",
+        "--chunk-size",
+        "1MiB",
+        first,
+        "-",
+        last,
+        node_server.url,
+    )
+    assert done.returncode == 0, done.stderr
+    results = {result["file"]: result for result in json_lines(done.stdout)}
+    assert set(results) == {str(first), "-", str(last)}
+    for name, path in ((str(first), first), ("-", stream), (str(last), last)):
+        assert results[name]["size"] == path.stat().st_size
+        assert node_server.stored_sha256(results[name]["url"]) == sha256_file(path)
+
+
+def test_standard_input_survives_a_cut_patch(
+    node_server: TusServer, make_file: MakeFile, cut_once: str
+) -> None:
+    # The first PATCH is reset 300 kB into its body: it is sent again from the bytes the
+    # stream still holds (they cannot be read again).
+    path = make_file(4 * MiB + 99)
+    done = run_with_input(
+        path.read_bytes(), "upload", "--json", "--chunk-size", "1MiB", "-", cut_once
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"^tuspipe: warning: standard input: PATCH at offset 0 failed", done.stderr, re.MULTILINE
+    )
+    [result] = json_lines(done.stdout)
+    assert node_server.stored_sha256(result["url"]) == sha256_file(path)
+
+
+def test_sigint_during_standard_input_says_it_cannot_be_resumed(node_server: TusServer) -> None:
+    # The writer sends 3 MiB and then stays silent: the upload waits for more when Ctrl-C
+    # comes. It stops cleanly, with no resume command (nothing can read the stream again),
+    # and the interpreter's shutdown is not stalled by the abandoned read of the pipe.
+    process = subprocess.Popen(
+        tuspipe_command("upload", "--chunk-size", "1MiB", "-", node_server.url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stderr is not None
+    seen: list[bytes] = []
+    try:
+        process.stdin.write(os.urandom(3 * MiB))
+        process.stdin.flush()
+        for line in process.stderr:
+            seen.append(line)
+            if b"2.0 MiB so far" in line:
+                break
+        else:
+            pytest.fail(f"no progress: {b''.join(seen).decode()}")
+        time.sleep(0.5)  # the 3rd MiB acknowledged, the upload now waits for the pipe
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = (b"".join(seen) + stderr).decode()
+    assert process.returncode == 130, output
+    assert "standard input was read once and cannot be resumed; upload it again" in output
+    assert "to resume, run" not in output
+    assert "Fatal Python error" not in output
+    assert "Traceback" not in output
+
+
+def test_standard_input_from_a_terminal_is_refused() -> None:
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            tuspipe_command("upload", "-", "http://127.0.0.1:9/files/"),
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "tuspipe: error: standard input ('-') is a terminal; pipe the bytes to upload into "
+        "tuspipe (e.g. 'tar c dir | tuspipe upload - URL')\n"
+    )
+
+
+def test_standard_input_progress_bar_on_a_terminal(
+    node_server: TusServer, make_file: MakeFile
+) -> None:
+    # Standard input is a pipe; standard error (and output) a terminal: the bar of a stream
+    # of unknown size shows bytes, rate and the time so far, no percentage and no time left.
+    path = make_file(24 * MiB + 1)
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        tuspipe_command("upload", "--chunk-size", "1MiB", "-", node_server.url),
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    assert process.stdin is not None
+
+    def feed() -> None:
+        assert process.stdin is not None
+        with process.stdin, path.open("rb") as stream:
+            while block := stream.read(MiB):
+                process.stdin.write(block)
+                process.stdin.flush()
+                time.sleep(0.02)  # a slow producer: the bar is drawn while it is unknown
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    captured = bytearray()
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                captured += data
+            elif process.poll() is not None:
+                break
+        assert process.wait(timeout=TIMEOUT) == 0, captured.decode(errors="replace")
+    finally:
+        writer.join(timeout=TIMEOUT)
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = captured.decode("utf-8", errors="replace")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    lines = [line for line in re.split(r"\r\n|\r|\n", plain) if "standard input" in line]
+    # rich's bytes of an unknown total, once the first bytes were acknowledged
+    unknown = [line for line in lines if "/? " in line and " 0/? " not in line]
+    assert unknown, plain
+    for line in unknown:
+        assert "%" not in line
+        assert re.search(r"\d+\.\d/\? MiB", line), line
+        assert re.search(r"(\?|[\d.]+ \S+/s)", line), line
+        assert "-:--:--" not in line  # no time left to guess
+    final = [line for line in lines if "100%" in line]
+    assert any("24.0/24.0 MiB" in line for line in final), plain
+    [url] = re.findall(r"standard input: (\S+) \(", plain)
+    assert node_server.stored_sha256(url) == sha256_file(path)
+    delete(url)
+
+
 # ---- Ctrl-C and resuming ---------------------------------------------------------------------
 
 
@@ -467,7 +728,12 @@ def test_bad_arguments_exit_2(arguments: list[str], message: str) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["upload", "-", "http://127.0.0.1:9/files/"], "cannot upload standard input ('-') yet"),
+        (["upload", "-", "-", "http://127.0.0.1:9/files/"], "can be given only once"),
+        (
+            ["upload", "--upload-url", "http://127.0.0.1:9/files/1", "-"],
+            "standard input ('-') can be read only once, so it cannot continue an earlier "
+            "upload (--upload-url)",
+        ),
         (["upload", "FILE"], "give one or more FILEs, then the creation URL"),
         (["upload", "a", "b"], "'b' is not a URL"),
         (["upload", "a", "b", "--upload-url", "http://x/files/1"], "give exactly one FILE"),

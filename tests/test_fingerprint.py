@@ -45,6 +45,12 @@ class PatternSource:
                 data[position - offset] = value
         return bytes(data)
 
+    async def ensure(self, end: int) -> int:
+        return min(end, self.size)
+
+    def release(self, offset: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

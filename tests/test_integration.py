@@ -38,7 +38,7 @@ LARGE_CASES = {
 async def _upload_and_compare(
     server: TusServer, path: Path, *, chunk_size: int, checksum: str | None
 ) -> tuspipe.UploadResult:
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     result = await tuspipe.upload_async(
         path,
         server.url,
@@ -243,7 +243,7 @@ async def test_cancelled_upload_resumes_where_the_server_stopped(
     urls: list[str] = []
     with trio.CancelScope() as scope:
 
-        def cancel_after_a_few_chunks(acknowledged: int, total: int) -> None:
+        def cancel_after_a_few_chunks(acknowledged: int, total: int | None) -> None:
             if acknowledged >= 5 * CHUNK:
                 scope.cancel()
 

@@ -8,10 +8,13 @@ import os
 import pathlib
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, BinaryIO, cast
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,29 +168,6 @@ def test_stringio_is_refused() -> None:
         open_source(cast(BinaryIO, io.StringIO("text")))
 
 
-class _NotSeekable(io.RawIOBase):
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-
-def test_non_seekable_object_is_refused() -> None:
-    with pytest.raises(UsageError, match="seekable"):
-        open_source(cast(BinaryIO, _NotSeekable()))
-
-
-def test_pipe_is_refused() -> None:
-    read_fd, write_fd = os.pipe()
-    with (
-        open(read_fd, "rb") as stream,
-        open(write_fd, "wb"),
-        pytest.raises(UsageError, match="seekable"),
-    ):
-        open_source(stream)
-
-
 def test_directory_is_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(IsADirectoryError):
         open_source(tmp_path)
@@ -221,10 +201,20 @@ def test_character_device_is_refused() -> None:
         open_source(os.devnull)
 
 
-@pytest.mark.parametrize("value", [3, 1.5, None, ["a"], object()])
+@pytest.mark.parametrize("value", [3, 1.5, None, object()])
 def test_other_types_are_refused(value: object) -> None:
-    with pytest.raises(UsageError):
+    name = type(value).__name__
+    with pytest.raises(
+        UsageError,
+        match=rf"^cannot upload a {name}: pass a path, bytes, a binary file object, "
+        r"or an iterable of bytes$",
+    ):
         open_source(cast(SourceLike, value))
+
+
+def test_a_dict_is_refused_though_it_is_iterable() -> None:
+    with pytest.raises(UsageError, match="cannot upload a dict"):
+        open_source(cast(SourceLike, {b"key": b"value"}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,3 +384,284 @@ def test_sources_without_a_name_have_no_identity(data_file: pathlib.Path) -> Non
     # An open file object may stand for anything from anywhere: only resume_key names it.
     with data_file.open("rb") as stream:
         assert identity_of(stream) is None
+
+
+# --------------------------------------------------------------------------------------------
+# one-pass sources: non-seekable streams, iterables and async iterables of bytes
+# --------------------------------------------------------------------------------------------
+
+
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[offset : offset + size] for offset in range(0, len(data), size)]
+
+
+class _NotSeekable(io.RawIOBase):
+    """A readable binary stream that cannot seek; each read returns at most 7 bytes."""
+
+    def __init__(self, data: bytes = DATA) -> None:
+        self._data = data
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self._data[self._position : self._position + min(len(buffer), 7)]
+        buffer[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+
+async def read_all(source: Source, step: int = 100) -> bytes:
+    """Read a one-pass source to its end, releasing as it goes (as the sender does)."""
+    parts = []
+    offset = 0
+    while True:
+        end = await source.ensure(offset + step)
+        if end == offset:
+            break
+        parts.append(source.read_at(offset, end - offset))
+        source.release(end)
+        offset = end
+    assert source.size == offset
+    return b"".join(parts)
+
+
+async def test_non_seekable_object_is_a_one_pass_source() -> None:
+    stream = _NotSeekable()
+    source = open_source(cast(BinaryIO, stream))
+    try:
+        assert source.size is None  # unknown until its end is read
+        assert source.identity is None
+        assert source.name == "<_NotSeekable>"
+        assert await read_all(source) == DATA
+        assert source.size == len(DATA)
+    finally:
+        source.close()
+    assert not stream.closed  # the caller's stream is left open
+
+
+async def test_one_pass_ensure_read_at_and_release() -> None:
+    source = open_source(iter(pieces(DATA, 10)), read_size=4, retention=1 << 20)
+    assert await source.ensure(0) == 0
+    assert await source.ensure(25) == 25
+    assert source.size is None
+    assert source.read_at(0, 25) == DATA[:25]
+    assert source.read_at(7, 11) == DATA[7:18]  # across items
+    assert source.read_at(25, 0) == b""
+    # an iterator's item is read whole: bytes up to 30 are held, none beyond
+    assert source.read_at(25, 5) == DATA[25:30]
+    with pytest.raises(RuntimeError, match="not held"):
+        source.read_at(29, 2)
+    source.release(12)
+    assert source.read_at(12, 10) == DATA[12:22]
+    for offset, length in [(0, 1), (11, 1), (11, 5)]:
+        with pytest.raises(RuntimeError, match="not held"):
+            source.read_at(offset, length)  # released bytes are gone
+    source.release(5)  # releasing less than before changes nothing
+    with pytest.raises(RuntimeError, match="not held"):
+        source.read_at(5, 1)
+    # to the end: ensure says how many bytes exist, and the size becomes known
+    assert await source.ensure(len(DATA) + 100) == len(DATA)
+    assert source.size == len(DATA)
+    assert await source.ensure(len(DATA) + 200) == len(DATA)
+    assert source.read_at(len(DATA) - 4, 4) == DATA[-4:]
+    source.release(len(DATA))
+    with pytest.raises(RuntimeError, match="not held"):
+        source.read_at(len(DATA) - 1, 1)
+    source.close()
+
+
+async def test_one_pass_release_drops_whole_blocks_only_when_passed() -> None:
+    source = open_source(iter([b"abcdef", b"ghij"]), retention=1 << 20)
+    assert await source.ensure(10) == 10
+    source.release(4)  # inside the first block: its tail is still readable
+    assert source.read_at(4, 6) == b"efghij"
+    source.release(6)
+    assert source.read_at(6, 4) == b"ghij"
+
+
+async def test_one_pass_ensure_waits_for_release_at_the_retention_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pulled: list[int] = []
+
+    async def counted() -> AsyncIterator[bytes]:
+        # (async: read in this thread, so that waiting for all tasks to block is enough to
+        # know a read is over; a worker thread's read would race the virtual clock)
+        for index, piece in enumerate(pieces(DATA, 10)):
+            pulled.append(index)
+            yield piece
+
+    source = open_source(counted(), retention=30)
+    assert await source.ensure(30) == 30
+    assert len(pulled) == 3
+    # 30 bytes held beyond the acknowledged offset 0: reading on must wait for a release.
+    with trio.move_on_after(3600) as waited:
+        await source.ensure(45)
+    assert waited.cancelled_caught  # an hour of (virtual) time passed, and it still waited
+    assert len(pulled) == 3  # ... without reading a byte more
+    done: list[int] = []
+
+    async def ensure_45() -> None:
+        done.append(await source.ensure(45))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ensure_45)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(60)
+        assert done == []
+        assert len(pulled) == 3
+        source.release(10)  # 20 held: one read more is allowed
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(60)
+        assert done == []  # 40 read, 30 held again: still short of 45, it waits again
+        assert len(pulled) == 4
+        source.release(20)
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == [45]
+        assert len(pulled) == 5
+    assert source.read_at(20, 25) == DATA[20:45]
+    with pytest.raises(RuntimeError, match="not held"):
+        source.read_at(19, 1)
+
+
+async def test_one_pass_items_may_be_any_bytes_like_and_empty_ones_are_skipped() -> None:
+    items: list[Any] = [b"", bytearray(b"ab"), memoryview(b"cd"), b"", b"e", b""]
+    source = open_source(iter(items))
+    assert await read_all(source) == b"abcde"
+
+
+@pytest.mark.parametrize("bad", ["text", 5, None, ["b"]], ids=["str", "int", "None", "list"])
+async def test_one_pass_items_that_are_not_bytes_are_usage_errors(bad: object) -> None:
+    source = open_source(cast(SourceLike, [b"fine", bad]))  # refused when read, not before
+    assert source.size is None
+    with pytest.raises(UsageError, match=rf"yielded a {type(bad).__name__}; it must yield bytes"):
+        await source.ensure(100)
+
+
+async def test_a_list_of_text_is_refused_when_read() -> None:
+    source = open_source(cast(SourceLike, ["a"]))
+    with pytest.raises(UsageError, match="yielded a str"):
+        await source.ensure(1)
+
+
+async def test_async_generator_is_a_one_pass_source() -> None:
+    async def generate() -> AsyncIterator[bytes]:
+        for piece in pieces(DATA, 33):
+            await trio.sleep(0)
+            yield piece
+
+    source = open_source(generate(), retention=100)
+    assert source.size is None
+    assert source.name == "<async_generator>"
+    assert await read_all(source, step=50) == DATA
+
+
+async def test_async_iterable_object_is_a_one_pass_source() -> None:
+    class Chunks:
+        """An async iterable that is not itself an iterator."""
+
+        def __aiter__(self) -> AsyncIterator[bytes]:
+            return self._generate()
+
+        async def _generate(self) -> AsyncIterator[bytes]:
+            for piece in pieces(DATA, 100):
+                yield piece
+
+    assert await read_all(open_source(cast(SourceLike, Chunks()))) == DATA
+
+
+async def test_async_iterator_of_text_is_usage_error() -> None:
+    async def generate() -> AsyncIterator[str]:
+        yield "text"
+
+    source = open_source(cast(SourceLike, generate()))
+    with pytest.raises(UsageError, match="yielded a str"):
+        await source.ensure(1)
+
+
+async def test_pipe_is_a_one_pass_source() -> None:
+    read_fd, write_fd = os.pipe()
+    data = DATA * 100  # more than a pipe's buffer: the writer waits for the reader
+
+    def write() -> None:
+        with open(write_fd, "wb") as out:
+            for piece in pieces(data, 999):
+                out.write(piece)
+                out.flush()
+
+    with open(read_fd, "rb") as stream:
+        source = open_source(stream, read_size=4096, retention=10_000)
+        assert source.size is None
+        assert source.name == str(read_fd)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, write))
+            with trio.fail_after(10):
+                assert await read_all(source, step=3000) == data
+    assert source.size == len(data)
+
+
+async def test_pipe_waits_for_its_writer() -> None:
+    # A pipe whose writer is still there but silent: reading waits (as `cat` would), and a
+    # cancelled wait abandons the blocked read.
+    read_fd, write_fd = os.pipe()
+    stream = open(read_fd, "rb")  # noqa: SIM115 - closed below, after the writer
+    try:
+        source = open_source(stream)
+        with trio.move_on_after(0.2) as waited:
+            await source.ensure(1)
+        assert waited.cancelled_caught
+        assert source.size is None
+    finally:
+        # The writer goes first: the abandoned read (which holds the stream's buffer lock)
+        # then sees the end and returns, so that closing the stream does not wait forever.
+        os.close(write_fd)
+        stream.close()
+
+
+def test_pipe_open_for_writing_is_refused() -> None:
+    read_fd, write_fd = os.pipe()
+    with (
+        open(read_fd, "rb"),
+        open(write_fd, "wb") as stream,
+        pytest.raises(UsageError, match="not open for reading"),
+    ):
+        open_source(cast(BinaryIO, stream))
+
+
+def test_pipe_in_text_mode_is_refused() -> None:
+    read_fd, write_fd = os.pipe()
+    with (
+        open(read_fd, encoding="utf-8") as stream,
+        open(write_fd, "wb"),
+        pytest.raises(UsageError, match="text mode"),
+    ):
+        open_source(cast(BinaryIO, stream))
+
+
+async def test_non_blocking_pipe_without_bytes_ready_is_usage_error_not_its_end() -> None:
+    # A non-blocking read answers None when no bytes are ready: that is not the end of the
+    # stream, and must not be taken for it (the upload would be declared complete, short).
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        with open(read_fd, "rb") as stream:
+            os.write(write_fd, b"early")
+            source = open_source(stream)
+            with pytest.raises(UsageError, match="non-blocking"):
+                await source.ensure(100)
+            assert source.size is None
+    finally:
+        os.close(write_fd)
+
+
+async def test_closing_a_one_pass_source_drops_what_it_holds() -> None:
+    source = open_source(iter(pieces(DATA, 10)))
+    await source.ensure(50)
+    assert vars(source)["_blocks"]  # 50 bytes held
+    source.close()
+    assert not vars(source)["_blocks"]  # none any more

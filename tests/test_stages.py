@@ -13,7 +13,7 @@ import math
 import os
 import pathlib
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,6 @@ from tuspipe import (
     UploadTooLargeError,
     UsageError,
 )
-from tuspipe._types import JOURNAL_WRITE_INTERVAL
 from tuspipe._journal import decode_records
 from tuspipe._pipeline import PipelineSettings, run_pipeline
 from tuspipe._protocol import CHECKSUM_ALGORITHMS
@@ -55,6 +54,7 @@ from tuspipe._stages import (
     sender,
 )
 from tuspipe._transport import Transport
+from tuspipe._types import JOURNAL_WRITE_INTERVAL
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
@@ -96,17 +96,160 @@ def patch_end(request: SeenRequest) -> int:
     ],
     ids=["exact-multiple", "remainder", "start>0", "one-chunk", "one-exact", "one-byte", "empty"],
 )
+@pytest.mark.parametrize("beyond", [0, 3], ids=["to-the-end", "stop-before-the-end"])
 async def test_chunker(
-    start: int, stop: int, chunk_size: int, expected: list[tuple[int, int]]
+    start: int, stop: int, chunk_size: int, expected: list[tuple[int, int]], beyond: int
 ) -> None:
+    # A source that holds everything; `stop` is its end, or lies `beyond` bytes before it.
+    source = open_source(random_bytes(stop + beyond))
     outbound, inbound = trio.open_memory_channel[Chunk](0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            partial(chunker, outbound, start=start, stop=stop, chunk_size=chunk_size)
+            partial(chunker, outbound, source=source, start=start, stop=stop, chunk_size=chunk_size)
         )
         chunks = [chunk async for chunk in inbound]
     assert [(chunk.offset, chunk.length) for chunk in chunks] == expected
     assert all(chunk.checksum is None for chunk in chunks)
+    assert all(chunk.declare_length is None for chunk in chunks)
+
+
+async def _pieces(data: bytes, piece: int) -> AsyncIterator[bytes]:
+    for offset in range(0, len(data), piece):
+        await trio.lowlevel.checkpoint()
+        yield data[offset : offset + piece]
+
+
+def one_pass(
+    data: bytes, *, piece: int = 3, read_size: int = 2, retention: int = 1 << 20, kind: str = "iter"
+) -> Source:
+    """`data` as a one-pass source: an iterator (or async iterator) of `piece`-byte items."""
+    if kind == "async":
+        return open_source(_pieces(data, piece), read_size=read_size, retention=retention)
+    items = (data[offset : offset + piece] for offset in range(0, len(data), piece))
+    return open_source(items, read_size=read_size, retention=retention)
+
+
+async def cut_one_pass(
+    source: Source, chunk_size: int, *, declare_length: bool, release: bool = True
+) -> list[Chunk]:
+    """Run the chunker on a one-pass source to its end, releasing each chunk once received
+    and checking its bytes are held (what the sender does once the server acknowledged it)."""
+    outbound, inbound = trio.open_memory_channel[Chunk](0)
+    chunks: list[Chunk] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    chunker,
+                    outbound,
+                    source=source,
+                    start=0,
+                    stop=None,
+                    chunk_size=chunk_size,
+                    declare_length=declare_length,
+                )
+            )
+            async for chunk in inbound:
+                chunks.append(chunk)
+                source.read_at(chunk.offset, chunk.length)  # held: no error
+                if release:
+                    source.release(chunk.end)
+    return chunks
+
+
+@pytest.mark.parametrize("kind", ["iter", "async"])
+@pytest.mark.parametrize("declare_length", [True, False], ids=["declare", "no-declare"])
+@pytest.mark.parametrize(
+    ("size", "chunk_size", "expected"),
+    [
+        (12, 4, [(0, 4), (4, 4), (8, 4)]),
+        (10, 4, [(0, 4), (4, 4), (8, 2)]),
+        (3, 4, [(0, 3)]),
+        (4, 4, [(0, 4)]),
+        (1, 4, [(0, 1)]),
+        (0, 4, []),
+    ],
+    ids=["exact-multiple", "odd-size", "ends-in-the-first-chunk", "one-exact", "one-byte", "empty"],
+)
+async def test_chunker_on_a_one_pass_source(
+    size: int, chunk_size: int, expected: list[tuple[int, int]], declare_length: bool, kind: str
+) -> None:
+    data = random_bytes(size, seed=size)
+    source = one_pass(data, kind=kind, retention=chunk_size + 2)
+    assert source.size is None
+    chunks = await cut_one_pass(source, chunk_size, declare_length=declare_length)
+    assert [(chunk.offset, chunk.length) for chunk in chunks] == expected
+    assert source.size == size  # the end was found
+    # Only the chunk that ends the source declares the length, and only when asked to: even
+    # when the source ends exactly on a chunk boundary (the chunker looked one byte ahead).
+    declared = [chunk.declare_length for chunk in chunks]
+    if declare_length and chunks:
+        assert declared == [None] * (len(chunks) - 1) + [size]
+    else:
+        assert declared == [None] * len(chunks)
+
+
+async def test_chunker_on_a_one_pass_source_from_a_start_offset() -> None:
+    # The sender starts where the server stands; the chunker cuts from there on.
+    data = random_bytes(10, seed=1)
+    source = one_pass(data)
+    await source.ensure(4)
+    source.release(4)
+    outbound, inbound = trio.open_memory_channel[Chunk](0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(
+                chunker,
+                outbound,
+                source=source,
+                start=4,
+                stop=None,
+                chunk_size=4,
+                declare_length=True,
+            )
+        )
+        chunks = [chunk async for chunk in inbound]
+    assert [(c.offset, c.length, c.declare_length) for c in chunks] == [(4, 4, None), (8, 2, 10)]
+
+
+async def test_chunker_waits_for_release_before_reading_past_the_retention() -> None:
+    # Retention of one chunk and one read: the chunker cannot cut the next chunk (it must read
+    # one byte past it) until the previous one is released.
+    data = random_bytes(40, seed=2)
+    source = one_pass(data, piece=1, read_size=1, retention=10 + 1)
+    outbound, inbound = trio.open_memory_channel[Chunk](1)  # room to cut ahead, if it could
+    rest: list[Chunk] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    chunker,
+                    outbound,
+                    source=source,
+                    start=0,
+                    stop=None,
+                    chunk_size=10,
+                    declare_length=True,
+                )
+            )
+            first = await inbound.receive()
+            assert (first.offset, first.length) == (0, 10)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(0.05)  # (time for a pull in a worker thread, were one running)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.WouldBlock):
+                inbound.receive_nowait()  # the second chunk waits for the release of the first
+            with pytest.raises(RuntimeError, match="not held"):
+                source.read_at(11, 1)  # nothing was read past the retention meanwhile
+            source.release(first.end)
+            second = await inbound.receive()
+            assert (second.offset, second.length) == (10, 10)
+            source.release(second.end)
+            async for chunk in inbound:
+                rest.append(chunk)
+                source.release(chunk.end)
+    assert [(c.offset, c.length, c.declare_length) for c in rest] == [(20, 10, None), (30, 10, 40)]
+    assert source.size == 40
 
 
 # --------------------------------------------------------------------------------------------
@@ -967,7 +1110,7 @@ async def test_upload_async_stop_at(stop_at: int) -> None:
 
 async def test_upload_async_progress() -> None:
     server = FakeTusServer(store_fraction=0.5)
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     async with server.client() as client:
         await tuspipe.upload_async(
             DATA,
@@ -995,7 +1138,7 @@ async def test_upload_async_progress_of_a_journaled_file(tmp_path: pathlib.Path)
     path = tmp_path / "data.bin"
     path.write_bytes(DATA)
     server = FakeTusServer()
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     async with server.client() as client:
         result = await tuspipe.upload_async(
             path,
@@ -1038,7 +1181,7 @@ async def test_upload_async_progress_is_strictly_increasing_after_a_patch_withou
 
 async def test_upload_async_empty_source() -> None:
     server = FakeTusServer()
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     async with server.client() as client:
         result = await tuspipe.upload_async(
             b"",
@@ -1051,6 +1194,273 @@ async def test_upload_async_empty_source() -> None:
     assert result.size == result.offset == 0
     assert result.complete
     assert progress == [(0, 0)]  # the starting offset, which is also the end
+
+
+# ---- one-pass sources (deferred length) ----------------------------------------------------
+
+
+def odd_pieces(data: bytes, sizes: tuple[int, ...] = (1, 7, 64, 3, 250)) -> Iterator[bytes]:
+    """`data` in pieces of varying, odd sizes (cycling through `sizes`)."""
+    offset = 0
+    for size in itertools.cycle(sizes):
+        if offset >= len(data):
+            return
+        yield data[offset : offset + size]
+        offset += size
+
+
+async def odd_pieces_async(data: bytes) -> AsyncIterator[bytes]:
+    for piece in odd_pieces(data):
+        await trio.lowlevel.checkpoint()
+        yield piece
+
+
+def check_deferred(server: FakeTusServer, url: str, data: bytes) -> None:
+    """The upload was created with a deferred length, which only its last PATCH declared."""
+    [post] = server.seen("POST")
+    assert post.headers["upload-defer-length"] == "1"
+    assert "upload-length" not in post.headers
+    patches = server.seen("PATCH")
+    assert patches, "a deferred upload needs PATCHes"
+    assert patches[-1].headers["upload-length"] == str(len(data))
+    assert patch_end(patches[-1]) == len(data)
+    # Exactly the PATCHes carrying the last bytes declare it (a resend of them too).
+    for patch in patches:
+        if patch_end(patch) == len(data):
+            assert patch.headers["upload-length"] == str(len(data))
+        else:
+            assert "upload-length" not in patch.headers
+    assert server.length_of(url) == len(data)
+    assert server.data_of(url) == data
+    for patch in patches:
+        assert patch.body == data[patch.offset : patch_end(patch)]
+
+
+@pytest.mark.parametrize("size", [1000, 1007, 101], ids=["exact-multiple", "odd", "just-over"])
+@pytest.mark.parametrize("kind", ["iterator", "async-iterator", "stream"])
+async def test_upload_async_one_pass_source_defers_its_length(size: int, kind: str) -> None:
+    data = random_bytes(size, seed=size)
+    source: Any
+    if kind == "iterator":
+        source = odd_pieces(data)
+    elif kind == "async-iterator":
+        source = odd_pieces_async(data)
+    else:
+        source = _UnseekableStream(data)
+    server = FakeTusServer()
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            source, server.endpoint, chunk_size=100, http_client=client
+        )
+    assert result == tuspipe.UploadResult(
+        url=result.url, size=size, offset=size, resumed_from=0, checksum=None
+    )
+    # OPTIONS first: an upload of deferred length needs the server to offer it.
+    assert [r.method for r in server.requests][:2] == ["OPTIONS", "POST"]
+    assert len(server.seen("PATCH")) == math.ceil(size / 100)
+    check_deferred(server, result.url, data)
+
+
+class _UnseekableStream(io.RawIOBase):
+    """A binary stream that cannot seek (like a pipe), returning at most 37 bytes a read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self._data[self._position : self._position + min(len(buffer), 37)]
+        buffer[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 100], ids=["empty", "one-byte", "odd", "one-chunk"])
+async def test_upload_async_one_pass_source_ending_in_the_first_chunk_has_a_known_length(
+    size: int,
+) -> None:
+    data = random_bytes(size, seed=5)
+    server = FakeTusServer()
+    progress: list[tuple[int, int | None]] = []
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            odd_pieces(data),
+            server.endpoint,
+            chunk_size=100,
+            on_progress=lambda done, total: progress.append((done, total)),
+            http_client=client,
+        )
+    # An ordinary upload: no OPTIONS, a POST with the length, nothing declared later.
+    assert [r.method for r in server.requests] == ["POST"] + ["PATCH"] * (size > 0)
+    assert server.requests[0].headers["upload-length"] == str(size)
+    assert "upload-defer-length" not in server.requests[0].headers
+    assert all("upload-length" not in patch.headers for patch in server.seen("PATCH"))
+    assert server.data_of(result.url) == data
+    assert (result.size, result.offset) == (size, size)
+    assert {total for _, total in progress} == {size}
+
+
+@pytest.mark.parametrize("algorithm", [None, "sha256"])
+async def test_upload_async_one_pass_source_resends_from_the_retained_bytes(
+    algorithm: str | None,
+) -> None:
+    # The server keeps half of each PATCH: every chunk is continued from the middle, from the
+    # bytes the source still holds (a partial resend needs a fresh digest of them).
+    data = random_bytes(2345, seed=6)
+    server = FakeTusServer(store_fraction=0.5)
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            odd_pieces(data),
+            server.endpoint,
+            chunk_size=256,
+            read_size=50,
+            checksum=algorithm,
+            http_client=client,
+        )
+    assert result.complete
+    assert result.checksum == algorithm
+    check_deferred(server, result.url, data)
+    if algorithm is not None:
+        assert all(patch.checksum_ok for patch in server.seen("PATCH"))
+
+
+async def test_upload_async_one_pass_source_progress_has_no_total_until_the_end() -> None:
+    data = random_bytes(1000, seed=7)
+    server = FakeTusServer()
+    progress: list[tuple[int, int | None]] = []
+    async with server.client() as client:
+        await tuspipe.upload_async(
+            odd_pieces(data),
+            server.endpoint,
+            chunk_size=100,
+            on_progress=lambda done, total: progress.append((done, total)),
+            http_client=client,
+        )
+    offsets = [done for done, _ in progress]
+    assert offsets[0] == 0
+    assert offsets == sorted(set(offsets))
+    assert progress[0] == (0, None)  # the size is not known when the upload begins
+    assert progress[-1] == (1000, 1000)  # ... and it is at the end
+    totals = [total for _, total in progress]
+    # once known, it stays known
+    first_known = next(index for index, total in enumerate(totals) if total is not None)
+    assert set(totals[first_known:]) == {1000}
+    assert set(totals[:first_known]) == {None}
+
+
+async def test_upload_async_one_pass_source_is_not_journaled(
+    private_journal: pathlib.Path,
+) -> None:
+    server = FakeTusServer()
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            odd_pieces(random_bytes(500)), server.endpoint, chunk_size=100, http_client=client
+        )
+    assert result.complete
+    assert Journal(private_journal).unfinished() == []
+    assert not private_journal.exists() or decode_records(private_journal.read_bytes())[0] == []
+
+
+async def test_upload_async_one_pass_source_holds_at_most_a_chunk_and_a_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At each PATCH, once everything else waits, the test looks at what the source holds.
+    chunk_size, read_size = 100, 10
+    data = random_bytes(3000, seed=8)
+    opened: list[Source] = []
+    held: list[int] = []
+
+    def spy(source: Any, **options: Any) -> Source:
+        opened.append(open_source(source, **options))
+        return opened[-1]
+
+    async def measure(request: httpx.Request) -> None:
+        if request.method == "PATCH":
+            await trio.testing.wait_all_tasks_blocked()
+            [source] = opened
+            held.append(vars(source)["_filled"] - vars(source)["_floor"])
+
+    monkeypatch.setattr("tuspipe._client.open_source", spy)
+    server = FakeTusServer(before_request=measure)
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            odd_pieces(data, (1, 3, 5)),
+            server.endpoint,
+            chunk_size=chunk_size,
+            read_size=read_size,
+            http_client=client,
+        )
+    assert result.complete
+    assert len(held) == 30
+    # One chunk and one read, and an item may overshoot a read (by 4 bytes at most here).
+    assert max(held) <= chunk_size + read_size + 4
+    assert max(held) > chunk_size  # it does read ahead of the chunk being sent
+    check_deferred(server, result.url, data)
+
+
+@pytest.mark.parametrize("piece", [str, list])
+async def test_upload_async_iterator_of_non_bytes_is_usage_error(piece: type) -> None:
+    server = FakeTusServer()
+    items = [b"ok", piece("not bytes")]
+    async with server.client() as client:
+        with pytest.raises(UsageError, match=f"yielded a {piece.__name__}; it must yield bytes"):
+            await tuspipe.upload_async(iter(items), server.endpoint, http_client=client)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"stop_at": 100}, {"upload_url": "http://tus.test/files/u9"}, {"resume_key": "k"}],
+    ids=["stop_at", "upload_url", "resume_key"],
+)
+async def test_upload_async_one_pass_source_refuses_what_needs_a_second_reading(
+    options: dict[str, Any],
+) -> None:
+    server = FakeTusServer()
+    given: dict[str, Any] = {"url": server.endpoint, **options}
+    if "upload_url" in options:
+        given["url"] = None
+    async with server.client() as client:
+        with pytest.raises(UsageError, match=r"stop_at=|upload_url=|resume_key="):
+            await tuspipe.upload_async(
+                odd_pieces(random_bytes(500)), chunk_size=100, http_client=client, **given
+            )
+    assert server.requests == []
+
+
+async def test_upload_async_one_pass_source_needs_creation_defer_length() -> None:
+    server = FakeTusServer(extensions=("creation", "termination"))
+    async with server.client() as client:
+        with pytest.raises(UnsupportedFeatureError, match="creation-defer-length"):
+            await tuspipe.upload_async(
+                odd_pieces(random_bytes(500)), server.endpoint, chunk_size=100, http_client=client
+            )
+    assert [r.method for r in server.requests] == ["OPTIONS"]
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "auto"])
+async def test_upload_async_one_pass_source_with_checksums(algorithm: str) -> None:
+    # The checksum's OPTIONS answers the deferred-length question too: it is asked once.
+    data = random_bytes(777, seed=9)
+    server = FakeTusServer(checksum_algorithms=("sha1",))
+    async with server.client() as client:
+        result = await tuspipe.upload_async(
+            odd_pieces(data),
+            server.endpoint,
+            chunk_size=100,
+            checksum=algorithm,
+            http_client=client,
+        )
+    assert result.checksum == "sha1"
+    assert [r.method for r in server.requests].count("OPTIONS") == 1
+    assert all(patch.checksum_ok for patch in server.seen("PATCH"))
+    check_deferred(server, result.url, data)
 
 
 @pytest.mark.parametrize("already", [1, 300, 999])
@@ -1085,7 +1495,7 @@ async def test_upload_async_resumes_from_head_offset(already: int) -> None:
 async def test_upload_async_resume_of_complete_upload_sends_nothing() -> None:
     server = FakeTusServer()
     url = server.create(len(DATA), DATA)
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     async with server.client() as client:
         result = await tuspipe.upload_async(
             DATA,
@@ -1505,7 +1915,7 @@ async def test_journaled_upload_the_server_completed_is_finished_without_patches
     first = await upload_to(server, data_file, stop_at=300)
     server.set_data(first.url, DATA)
     before = len(server.requests)
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
     result = await upload_to(
         server, data_file, on_progress=lambda done, total: progress.append((done, total))
     )

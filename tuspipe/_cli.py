@@ -9,6 +9,10 @@ Output discipline: results (upload URLs, ``--json`` objects, ``info``/``status``
 to standard output; progress, warnings, errors and the resume hint go to standard error, so
 ``tuspipe upload --json ... > results.jsonl`` keeps a clean file while the terminal shows bars.
 
+FILE ``-`` uploads standard input: a pipe is read once, as it is uploaded (tus deferred length:
+the length is declared by the last PATCH), so its progress shows bytes and rate but no
+percentage until it ends, and it cannot be resumed; ``< file`` is uploaded like that file.
+
 Exit codes (also in ``tuspipe --help``), one per failure class; with several files the
 highest code of any file is the command's:
 
@@ -21,6 +25,8 @@ highest code of any file is the command's:
 4     the server refused (``tuspipe.ResponseError``: an error status, or an answer that breaks
       the tus protocol)
 5     the network gave up: no answer after the retries ran out (``tuspipe.NetworkError``)
+6     the server's TLS certificate could not be verified (``tuspipe.TLSVerificationError``;
+      never retried: pass ``--cacert``, or ``--insecure``)
 130   interrupted (Ctrl-C); the resuming command is printed
 ====  =====================================================================================
 """
@@ -49,7 +55,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from fractions import Fraction
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
 import trio
 
@@ -59,7 +65,20 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn, Task, TaskID
 
-__all__ = ["EXIT_CODES", "exit_code_for", "main", "parse_size"]
+__all__ = [
+    "EXIT_CODES",
+    "Display",
+    "PlainDisplay",
+    "RichDisplay",
+    "build_parser",
+    "decode_metadata_value",
+    "describe_error",
+    "exit_code_for",
+    "format_bytes",
+    "main",
+    "make_display",
+    "parse_size",
+]
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -67,6 +86,7 @@ EXIT_USAGE = 2
 EXIT_LOCAL = 3
 EXIT_REFUSED = 4
 EXIT_NETWORK = 5
+EXIT_TLS = 6
 EXIT_INTERRUPTED = 130
 
 #: The documented exit codes and what each means (printed by ``tuspipe --help``).
@@ -77,16 +97,16 @@ EXIT_CODES: dict[int, str] = {
     EXIT_LOCAL: "a local file could not be read, or changed during the upload",
     EXIT_REFUSED: "the server refused (an error status, or an answer that breaks tus)",
     EXIT_NETWORK: "the network gave up: no answer after the retries ran out",
+    EXIT_TLS: "the server's TLS certificate could not be verified (--cacert, --insecure)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); the command that resumes is printed",
 }
 
 RICH_MISSING = "the tuspipe command needs rich: pip install 'tuspipe[cli]'"
 
-STDIN_UNSUPPORTED = (
-    "cannot upload standard input ('-') yet: tuspipe must know a stream's size before it "
-    "starts, and uploads of unknown length (tus deferred length) are not supported yet; "
-    "save the stream to a file and upload that"
-)
+#: The FILE that stands for standard input: uploaded as it is read, its length declared once
+#: it ends (tus deferred length), unless it is a regular file (``< file``).
+STDIN = "-"
+STDIN_METADATA = {"filename": "stdin", "filetype": "application/octet-stream"}
 
 DEFAULT_CONCURRENCY = 4
 
@@ -101,6 +121,8 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_REFUSED
     if isinstance(error, tuspipe.NetworkError):
         return EXIT_NETWORK
+    if isinstance(error, tuspipe.TLSVerificationError):
+        return EXIT_TLS
     return EXIT_UNEXPECTED
 
 
@@ -232,7 +254,10 @@ _EPILOG = (
 _UPLOAD_EPILOG = (
     "Interrupted uploads resume: run the same command again and the journal (on by default; "
     "$TUSPIPE_JOURNAL, else ~/.cache/tuspipe/journal) continues each file where the server "
-    "left off. Ctrl-C stops cleanly and prints the command that resumes."
+    "left off. Ctrl-C stops cleanly and prints the command that resumes. "
+    "FILE '-' is standard input: a pipe is uploaded as it is read, its length declared when "
+    "it ends (the server must support tus deferred length); it is read once, so it cannot "
+    "be resumed."
 )
 
 
@@ -324,8 +349,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[argparse.Action]]:
         "arguments",
         nargs="+",
         metavar="FILE... URL",
-        help="the files to upload, then the creation URL ('-', standard input, cannot be "
-        "uploaded yet)",
+        help="the files to upload ('-': standard input, uploaded as it is read), then the "
+        "creation URL",
     )
     options = upload.add_argument_group("upload")
     _add(
@@ -454,7 +479,7 @@ class _Job:
 
     index: int
     path: str
-    size: int = 0
+    size: int | None = 0  # None: standard input, of unknown size until it ends
     url: str | None = None
     began: float | None = None  # when the upload call started
     first_progress: float | None = None
@@ -466,10 +491,11 @@ class _Job:
     exit_code: int | None = None
     seconds: float = 0.0
     last_decile: int = 0
+    next_note: int = 0  # (unknown size) the acknowledged bytes of the next plain line
 
     @property
     def name(self) -> str:
-        return self.path
+        return "standard input" if self.path == STDIN else self.path
 
     @property
     def finished(self) -> bool:
@@ -479,6 +505,10 @@ class _Job:
 _CURRENT_JOB: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
     "tuspipe_cli_job", default=None
 )
+
+
+_UNKNOWN_SIZE_FIRST_NOTE = 1 << 20
+_UNKNOWN_SIZE_MAX_NOTE_STEP = 1 << 30
 
 
 def _write(stream: TextIO, line: str) -> None:
@@ -532,7 +562,10 @@ class PlainDisplay(Display):
 
     def started(self, job: _Job) -> None:
         where = job.url or "?"
-        if job.resumed_from:
+        if job.size is None:
+            self.note(f"{job.name}: uploading a stream of unknown size to {where}")
+            job.next_note = _UNKNOWN_SIZE_FIRST_NOTE
+        elif job.resumed_from:
             self.note(
                 f"{job.name}: resuming {where} at {format_bytes(job.resumed_from)} "
                 f"of {format_bytes(job.size)}"
@@ -542,16 +575,25 @@ class PlainDisplay(Display):
         job.last_decile = job.acknowledged * 10 // job.size if job.size else 0
 
     def advanced(self, job: _Job) -> None:
+        if job.size is None:
+            # No percentage of an unknown size: a line at 1, 2, 4, 8 ... MiB (then each GiB).
+            if job.acknowledged >= job.next_note:
+                while job.next_note <= job.acknowledged:
+                    job.next_note += min(job.next_note, _UNKNOWN_SIZE_MAX_NOTE_STEP)
+                self.note(f"{job.name}: {self._state(job)}")
+            return
         decile = job.acknowledged * 10 // job.size if job.size else 10
         if decile > job.last_decile:
             job.last_decile = decile
             self.note(f"{job.name}: {self._state(job)}")
 
     def _state(self, job: _Job) -> str:
-        percent = job.acknowledged * 100 // job.size if job.size else 100
         moved = job.acknowledged - job.resumed_from
         elapsed = time.monotonic() - (job.first_progress or time.monotonic())
         rate = f", {format_bytes(moved / elapsed)}/s" if elapsed > 0 and moved > 0 else ""
+        if job.size is None:
+            return f"{format_bytes(job.acknowledged)} so far{rate}"
+        percent = job.acknowledged * 100 // job.size if job.size else 100
         return f"{percent}% ({format_bytes(job.acknowledged)} of {format_bytes(job.size)}{rate})"
 
 
@@ -567,7 +609,6 @@ class RichDisplay(Display):
             Progress,
             TaskProgressColumn,
             TextColumn,
-            TimeRemainingColumn,
         )
         from rich.table import Column
 
@@ -582,7 +623,7 @@ class RichDisplay(Display):
             TaskProgressColumn(),
             DownloadColumn(binary_units=True),
             _binary_rate_column(),
-            TimeRemainingColumn(elapsed_when_finished=True),
+            _time_remaining_column(),
             TextColumn("{task.fields[retries]}", style="yellow"),
             console=console,
             redirect_stdout=False,
@@ -590,7 +631,7 @@ class RichDisplay(Display):
         )
         self._tasks: dict[int, TaskID] = {}
         self._total: TaskID | None = None
-        self._total_size = 0
+        self._total_size: int | None = 0
         self._jobs: Sequence[_Job] = ()
 
     @staticmethod
@@ -607,13 +648,22 @@ class RichDisplay(Display):
                     self._label(job), total=job.size, start=False, retries=""
                 )
         if len(self._tasks) > 1:
-            self._total_size = sum(job.size for job in jobs if job.error is None)
+            self._total_size = self._sum_of_sizes()
             self._total = self._progress.add_task("[bold]total", total=self._total_size, retries="")
         self._progress.start()
+
+    def _sum_of_sizes(self) -> int | None:
+        """The bytes of all files, or None while one of them has no known size (stdin)."""
+        sizes = [job.size for job in self._jobs if job.error is None]
+        return None if None in sizes else sum(size or 0 for size in sizes)
 
     def _update_total(self, *, restart: bool = False) -> None:
         if self._total is None:
             return
+        if self._total_size is None and (total_size := self._sum_of_sizes()) is not None:
+            # The stream of unknown size ended: the total bar gets its total (and percentage).
+            self._total_size = total_size
+            self._progress.update(self._total, total=total_size)
         done = sum(job.acknowledged for job in self._jobs)
         retries = sum(job.retries for job in self._jobs)
         text = _retry_text(retries)
@@ -629,7 +679,8 @@ class RichDisplay(Display):
         self._update_total(restart=job.acknowledged > 0)
 
     def advanced(self, job: _Job) -> None:
-        self._progress.update(self._tasks[job.index], completed=job.acknowledged)
+        # (total=None changes nothing: a stream's bar gets its total once the size is known)
+        self._progress.update(self._tasks[job.index], total=job.size, completed=job.acknowledged)
         self._update_total()
 
     def retried(self, job: _Job) -> None:
@@ -684,6 +735,22 @@ def _binary_rate_column() -> ProgressColumn:
             return Text(text, style="progress.data.speed")
 
     return BinaryRateColumn()
+
+
+def _time_remaining_column() -> ProgressColumn:
+    """The time left, and the time taken once finished; for a stream of unknown size, which
+    has no time left to tell, the time so far."""
+    from rich.progress import ProgressColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    remaining = TimeRemainingColumn(elapsed_when_finished=True)
+    elapsed = TimeElapsedColumn()
+
+    class TimeColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return elapsed.render(task) if task.total is None else remaining.render(task)
+
+    return TimeColumn()
 
 
 def _retry_text(count: int) -> str:
@@ -904,7 +971,7 @@ async def _upload_one(
 
         def on_progress(acknowledged: int, total: int | None) -> None:
             job.acknowledged = acknowledged
-            if total is not None:  # (a file's length is always known)
+            if total is not None:  # (None: standard input, until it ends)
                 job.size = total
             if job.first_progress is None:
                 job.first_progress = time.monotonic()
@@ -913,12 +980,17 @@ async def _upload_one(
             else:
                 display.advanced(job)
 
+        source: str | BinaryIO = job.path
+        metadata = _default_metadata(job.path)
+        if job.path == STDIN:
+            source = _standard_input()
+            metadata = dict(STDIN_METADATA)
         try:
             job.result = await tuspipe.upload_async(
-                job.path,
+                source,
                 plan.url,
                 upload_url=plan.upload_url,
-                metadata={**_default_metadata(job.path), **plan.metadata},
+                metadata={**metadata, **plan.metadata},
                 on_progress=on_progress,
                 on_upload_url=on_upload_url,
                 on_retry=on_retry,
@@ -1013,7 +1085,11 @@ def _is_interrupt(error: BaseException) -> bool:
 
 
 def _resume_commands(jobs: Sequence[_Job], plan: _UploadPlan) -> list[str]:
-    unfinished = [job for job in jobs if job.result is None and job.exit_code is None]
+    unfinished = [
+        job
+        for job in jobs
+        if job.result is None and job.exit_code is None and job.path != STDIN  # read once
+    ]
     if not unfinished:
         return []
     if plan.journal_on or plan.upload_url is not None:
@@ -1028,17 +1104,47 @@ def _resume_commands(jobs: Sequence[_Job], plan: _UploadPlan) -> list[str]:
     ]
 
 
+def _standard_input() -> BinaryIO:
+    """Standard input, unbuffered (the command reads nothing of it before).
+
+    ``sys.stdin.buffer`` would do, but a read of a pipe that an interrupted upload abandons
+    (its writer silent) keeps a BufferedReader's lock, and the interpreter's shutdown then
+    fails on it ("Fatal Python error: could not acquire lock for <_io.BufferedReader
+    name='<stdin>'>"). A raw file object has no such lock.
+    """
+    return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+
+
+def _check_standard_input(files: Sequence[str], args: argparse.Namespace) -> None:
+    """'-' (standard input) is read once: given once, never continued, not from a terminal."""
+    if STDIN not in files:
+        return
+    if files.count(STDIN) > 1:
+        raise tuspipe.UsageError("standard input ('-') can be given only once")
+    if args.upload_url is not None:
+        raise tuspipe.UsageError(
+            "standard input ('-') can be read only once, so it cannot continue an earlier "
+            "upload (--upload-url)"
+        )
+    if sys.stdin is None or sys.stdin.isatty():
+        raise tuspipe.UsageError(
+            "standard input ('-') is a terminal; pipe the bytes to upload into tuspipe "
+            "(e.g. 'tar c dir | tuspipe upload - URL')"
+        )
+
+
 def _command_upload(
     args: argparse.Namespace,
     recorded: Sequence[argparse.Action],
     invocation: list[str],
     display: Display,
 ) -> int:
-    if "-" in args.arguments[:-1] or args.arguments == ["-"]:
-        raise tuspipe.UsageError(STDIN_UNSUPPORTED)
     files, url = _split_upload_arguments(args)
+    _check_standard_input(files, args)
     seen: dict[str, str] = {}
     for path in files:
+        if path == STDIN:
+            continue
         real = os.path.realpath(path)
         if real in seen:
             raise tuspipe.UsageError(f"{path!r} is the same file as {seen[real]!r}; give it once")
@@ -1073,6 +1179,9 @@ def _command_upload(
 
     # A file that cannot even be looked at fails here, before any traffic; the rest go on.
     for job in jobs:
+        if job.path == STDIN:
+            job.size = None  # known once it ends (or when it is a regular file)
+            continue
         try:
             info = os.stat(job.path)
         except OSError as error:
@@ -1104,6 +1213,10 @@ def _command_upload(
         display.end()
 
     if state.interrupted:
+        if any(job.path == STDIN and not job.finished for job in jobs):
+            display.error(
+                "tuspipe: standard input was read once and cannot be resumed; upload it again"
+            )
         for job in jobs:
             if not job.finished and args.json:
                 interrupted: dict[str, Any] = {

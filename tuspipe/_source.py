@@ -348,13 +348,19 @@ def _bytes_item(item: object, name: str) -> bytes:
     raise UsageError(f"{name} yielded a {type(item).__name__}; it must yield bytes")
 
 
-def _pull_from_stream(stream: BinaryIO) -> Pull:
+def _pull_from_stream(stream: BinaryIO, name: str) -> Pull:
     async def pull(size: int) -> bytes:
         # A read of a pipe or terminal may block indefinitely; a cancelled upload abandons it.
         data = await trio.to_thread.run_sync(stream.read, size, abandon_on_cancel=True)
         if isinstance(data, str):
             raise UsageError("the stream is open in text mode; open it in binary mode")
-        return bytes(data or b"")
+        if data is None:
+            # A non-blocking stream with no bytes ready: not its end, which b"" would say.
+            raise UsageError(
+                f"{name} is in non-blocking mode and had no bytes ready; "
+                "pass a blocking stream (os.set_blocking(fd, True))"
+            )
+        return bytes(data)
 
     return pull
 
@@ -408,7 +414,7 @@ def open_source(
         readable = getattr(source, "readable", None)
         if callable(readable) and not readable():
             raise UsageError(f"{name} is not open for reading; open it with 'rb'")
-        pull = _pull_from_stream(source)  # type: ignore[arg-type]
+        pull = _pull_from_stream(source, name)  # type: ignore[arg-type]
     elif isinstance(source, (str, dict)):
         raise UsageError(f"cannot upload a {type(source).__name__}")
     elif isinstance(source, AsyncIterable):

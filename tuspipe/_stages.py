@@ -306,6 +306,7 @@ async def sender(
         cursor = _BlockCursor(inbound, source, read_size)
         limits = _Stalemate(retry)
         offset = start
+        length_known = False  # whether the server already holds a deferred upload's length
         while stop is None or offset < stop:
             chunk = await cursor.chunk_at(offset)
             if chunk is None:  # a source of unknown size has ended
@@ -316,9 +317,10 @@ async def sender(
                 checksum = await digest_range(
                     source, offset, chunk.end - offset, algorithm, read_size
                 )
-            request = patch_request(
-                url, offset, chunk.end - offset, checksum, headers, chunk.declare_length
-            )
+            # A length is declared once: some servers (@tus/server) record it before reading
+            # the body, and refuse a resend that declares it again.
+            declared = None if length_known else chunk.declare_length
+            request = patch_request(url, offset, chunk.end - offset, checksum, headers, declared)
             try:
                 response = await transport.send(request, cursor.iter_bytes(offset, chunk))
                 new_offset = parse_patch(request, response)
@@ -335,7 +337,7 @@ async def sender(
                 )
                 continue
             except TusError as error:
-                new_offset = await _recover(
+                new_offset, length_known = await _recover(
                     error, transport, url, headers, limits, offset, cursor.position
                 )
             else:
@@ -382,8 +384,9 @@ async def _recover(
     limits: _Stalemate,
     acknowledged: int,
     sent_up_to: int,
-) -> int:
-    """After a failed PATCH: wait as the policy says, then ask the server for its offset.
+) -> tuple[int, bool]:
+    """After a failed PATCH: wait as the policy says, then ask the server for its offset
+    (and whether it knows the upload's length).
 
     Re-raises `error` when the policy does not allow another try. The offset the server
     reports must lie between what it acknowledged and what was sent to it.
@@ -412,7 +415,7 @@ async def _recover(
         )
     if status.offset > acknowledged:
         logger.info("the server holds %d bytes; continuing from there", status.offset)
-    return status.offset
+    return status.offset, status.length is not None
 
 
 async def reporter(
