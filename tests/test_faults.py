@@ -492,7 +492,10 @@ async def test_stalled_connection(
         assert proxy.stats.faults == {f"stall_{direction}": 1}
     trail = recorder.trail()
     failed = recorder.failures()[0]
-    assert (failed.method, failed.offset, failed.error) == ("PATCH", CHUNK, "ReadTimeout"), trail
+    # Where the stall is noticed depends on the kernel's socket buffers: a write that cannot
+    # go on (the buffers filled) or an answer that does not come (the body fit in them).
+    assert (failed.method, failed.offset) == ("PATCH", CHUNK), trail
+    assert failed.error in ("ReadTimeout", "WriteTimeout"), trail
     # the stall was noticed after stall_timeout, not later
     noticed = recorder.ended[failed.index] - recorder.started[failed.index]
     assert stall_timeout <= noticed < stall_timeout + 1.5, trail
