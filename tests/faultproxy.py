@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import functools
 import ipaddress
 import json
 import math
@@ -69,16 +68,17 @@ import socket
 import struct
 import sys
 import termios
-import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import trio
+
+from .threaded import ThreadedServer
 
 __all__ = [
     "ConnectionRecord",
@@ -102,9 +102,6 @@ CONNECT_TIMEOUT = 5.0
 TRIGGER_MAX = 64
 #: Connections kept in :attr:`FaultProxy.history`.
 HISTORY = 1000
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 def _loopback_host(host: str) -> str:
@@ -772,7 +769,7 @@ class FaultProxy:
                 connection.record.bytes_down += len(part)
 
 
-class ThreadedFaultProxy:
+class ThreadedFaultProxy(ThreadedServer):
     """A :class:`FaultProxy` running in a thread of its own, for blocking code.
 
     ``with ThreadedFaultProxy("127.0.0.1", 1080) as proxy:`` starts it (or call
@@ -789,70 +786,7 @@ class ThreadedFaultProxy:
         port: int = 0,
     ) -> None:
         self.proxy = FaultProxy(upstream_host, upstream_port, host=host, port=port)
-        self._thread: threading.Thread | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def start(self, timeout: float = 10.0) -> ThreadedFaultProxy:
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._thread = threading.Thread(target=self._main, name="faultproxy", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError(f"the proxy did not start within {timeout} s")
-        if self._error is not None:
-            raise RuntimeError("the proxy failed to start") from self._error
-        return self
-
-    def _main(self) -> None:
-        try:
-            trio.run(self._serve)
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stop = trio.Event()
-        self._token = trio.lowlevel.current_trio_token()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.proxy.run)
-            self._ready.set()
-            await self._stop.wait()
-            nursery.cancel_scope.cancel()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the proxy (every connection is reset) and wait for its thread."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        stop = self._stop
-        if stop is not None:
-            with suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(stop.set, trio_token=self._token)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError(f"the proxy thread did not stop within {timeout} s")
-
-    def __enter__(self) -> ThreadedFaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._token is None:
-            raise RuntimeError("the proxy is not running; call start() first")
-        return trio.from_thread.run_sync(
-            functools.partial(function, *args, **kwargs), trio_token=self._token
-        )
+        super().__init__(self.proxy, "faultproxy")
 
     @property
     def port(self) -> int:

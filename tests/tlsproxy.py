@@ -30,24 +30,23 @@ requests, and every task belongs to the proxy's nursery, ending when the proxy c
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import socket
 import ssl
-import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import h11
 import trio
 import trustme
+
+from .threaded import ThreadedServer
 
 __all__ = [
     "PKI",
@@ -72,8 +71,6 @@ MAX_CONNECTIONS = 64
 #: Requests kept in the log, and handshake failures kept.
 HISTORY = 1000
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive"})
 
@@ -533,7 +530,7 @@ class TLSProxy:
         return location
 
 
-class ThreadedTLSProxy:
+class ThreadedTLSProxy(ThreadedServer):
     """A :class:`TLSProxy` running in a thread of its own, for blocking code and subprocesses.
 
     ``with ThreadedTLSProxy(pki, upstream_port) as proxy:`` starts it (or :meth:`start` /
@@ -560,70 +557,7 @@ class ThreadedTLSProxy:
             host=host,
             port=port,
         )
-        self._thread: threading.Thread | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def start(self, timeout: float = 10.0) -> ThreadedTLSProxy:
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._thread = threading.Thread(target=self._main, name="tlsproxy", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError(f"the proxy did not start within {timeout} s")
-        if self._error is not None:
-            raise RuntimeError("the proxy failed to start") from self._error
-        return self
-
-    def _main(self) -> None:
-        try:
-            trio.run(self._serve)
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stop = trio.Event()
-        self._token = trio.lowlevel.current_trio_token()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.proxy.run)
-            self._ready.set()
-            await self._stop.wait()
-            nursery.cancel_scope.cancel()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the proxy (every connection is closed) and wait for its thread."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        stop = self._stop
-        if stop is not None:
-            with suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(stop.set, trio_token=self._token)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError(f"the proxy thread did not stop within {timeout} s")
-
-    def __enter__(self) -> ThreadedTLSProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._token is None:
-            raise RuntimeError("the proxy is not running; call start() first")
-        return trio.from_thread.run_sync(
-            functools.partial(function, *args, **kwargs), trio_token=self._token
-        )
+        super().__init__(self.proxy, "tlsproxy")
 
     @property
     def port(self) -> int:
