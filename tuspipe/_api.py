@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-import httpx
-
 from ._client import Client
 from ._errors import TusError
 from ._source import SourceLike
 from ._sync import blocking
-from ._transport import CertTypes, ResponseHook, VerifyTypes
+from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
 from ._types import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_READ_AHEAD,
@@ -59,7 +57,7 @@ async def upload_async(
     read_size: int = DEFAULT_READ_SIZE,
     read_ahead: int = DEFAULT_READ_AHEAD,
     parallel: int = 1,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
     allow_insecure_location: bool = False,
     allow_cross_origin_credentials: bool = False,
     method_override: bool = False,
@@ -197,7 +195,7 @@ async def upload_many_async(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     read_size: int = DEFAULT_READ_SIZE,
     read_ahead: int = DEFAULT_READ_AHEAD,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
 ) -> list[UploadOutcome]:
     """Upload many sources to the creation endpoint `url`, `concurrency` at a time.
 

@@ -23,7 +23,6 @@ from functools import partial
 from types import TracebackType
 from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from ._errors import (
@@ -57,7 +56,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import Source, SourceLike, open_source, slice_source
 from ._stages import read_range
-from ._transport import CertTypes, ResponseHook, Transport, VerifyTypes
+from ._transport import CertTypes, HTTPClient, ResponseHook, Transport, VerifyTypes
 from ._types import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_READ_AHEAD,
@@ -133,7 +132,7 @@ class Client:
         cert: CertTypes | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: HTTPClient | None = None,
         allow_insecure_location: bool = False,
         allow_cross_origin_credentials: bool = False,
         method_override: bool = False,

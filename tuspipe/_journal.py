@@ -277,12 +277,6 @@ class Journal:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _read_bytes(self) -> bytes:
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return b""
-
     def _append(self, frames: bytes) -> None:
         with self._locked(exclusive=True):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

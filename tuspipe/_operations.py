@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import httpx
-
 from ._client import Client
 from ._protocol import ServerCapabilities, UploadStatus
 from ._sync import blocking
-from ._transport import CertTypes, ResponseHook, VerifyTypes
+from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
 from ._types import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 __all__ = [
@@ -36,7 +34,7 @@ def _client(
     verify: VerifyTypes,
     cert: CertTypes | None,
     timeout: float,
-    http_client: httpx.AsyncClient | None,
+    http_client: HTTPClient | None,
     on_response: ResponseHook | None,
 ) -> Client:
     return Client(
@@ -61,7 +59,7 @@ async def server_info_async(
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
     on_response: ResponseHook | None = None,
 ) -> ServerCapabilities:
     """Ask a tus server what it supports: see :meth:`Client.server_info`."""
@@ -81,7 +79,7 @@ async def upload_status_async(
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
     on_response: ResponseHook | None = None,
 ) -> UploadStatus:
     """Ask the server about an upload: see :meth:`Client.upload_status`."""
@@ -103,7 +101,7 @@ async def create_upload_async(
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
     on_response: ResponseHook | None = None,
 ) -> str:
     """Create an upload of `length` bytes: see :meth:`Client.create_upload`."""
@@ -123,7 +121,7 @@ async def terminate_async(
     verify: VerifyTypes = True,
     cert: CertTypes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: HTTPClient | None = None,
     on_response: ResponseHook | None = None,
 ) -> None:
     """Delete an upload: see :meth:`Client.terminate`."""

@@ -21,11 +21,21 @@ import httpx
 from ._errors import NetworkError, NetworkTimeoutError, TLSVerificationError, UsageError
 from ._protocol import Request, Response
 
-__all__ = ["CertTypes", "ResponseHook", "Transport", "VerifyTypes", "make_ssl_context"]
+__all__ = [
+    "CertTypes",
+    "HTTPClient",
+    "ResponseHook",
+    "Transport",
+    "VerifyTypes",
+    "make_ssl_context",
+]
 
 logger = logging.getLogger("tuspipe")
 
 VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+HTTPClient = httpx.AsyncClient
+"""The client a caller may share through ``http_client=`` (named here, so that httpx is
+imported by this module only)."""
 ResponseHook = Callable[[Request, Response], object]
 """Called as ``on_response(request, response)`` after every answer the transport receives."""
 CertTypes = Union[str, "os.PathLike[str]", tuple[str, str], tuple[str, str, str]]
