@@ -25,7 +25,6 @@ import sys
 from base64 import b64encode
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
-from urllib.parse import urlsplit
 
 import tuspipe
 
@@ -50,10 +49,10 @@ def is_http_url(text: object) -> bool:
     if not isinstance(text, str):
         return False
     try:
-        parts = urlsplit(text)
-    except ValueError:
+        tuspipe.validate_url(text)
+    except tuspipe.UsageError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return True
 
 
 # Keys tuspy refuses in Upload-Metadata: empty, or holding whitespace or a comma.
