@@ -51,6 +51,9 @@ class PatternSource:
     def release(self, offset: int) -> None:
         pass
 
+    def span_at(self, offset: int, length: int) -> None:
+        return None
+
     def close(self) -> None:
         pass
 

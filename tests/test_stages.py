@@ -37,6 +37,7 @@ from tuspipe import (
     UploadTooLargeError,
     UsageError,
 )
+from tuspipe._body import BodyPart, FileSpan
 from tuspipe._journal import decode_records
 from tuspipe._pipeline import PipelineSettings, run_pipeline
 from tuspipe._protocol import CHECKSUM_ALGORITHMS
@@ -55,6 +56,21 @@ from tuspipe._stages import (
 )
 from tuspipe._transport import Transport
 from tuspipe._types import JOURNAL_WRITE_INTERVAL
+
+
+def as_bytes(part: BodyPart) -> bytes:
+    """A body part's bytes: file spans are read."""
+    return part.read() if isinstance(part, FileSpan) else part
+
+
+def make_source(data: bytes, kind: str, tmp_path: pathlib.Path | None) -> Source:
+    """`data` as a bytes source, or ("file") as a file holding it."""
+    if kind == "bytes":
+        return open_source(data)
+    assert tmp_path is not None
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    return open_source(path)
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
@@ -307,25 +323,30 @@ async def test_checksummer_attaches_digest_of_each_span(algorithm: str, read_siz
         (0, 1000, 64),
     ],
 )
+@pytest.mark.parametrize("kind", ["bytes", "file"])
 async def test_reader_blocks_cover_each_chunk_exactly(
-    start: int, chunk_size: int, read_size: int
+    start: int, chunk_size: int, read_size: int, kind: str, tmp_path: pathlib.Path
 ) -> None:
     data = random_bytes(333)
+    source = make_source(data, kind, tmp_path)
     chunks = [Chunk(offset, length) for offset, length in spans(start, len(data), chunk_size)]
     chunks_out, chunks_in = trio.open_memory_channel[Chunk](0)
     blocks_out, blocks_in = trio.open_memory_channel[Block](2)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed, chunks_out, chunks)
         nursery.start_soon(
-            partial(reader, chunks_in, blocks_out, source=open_source(data), read_size=read_size)
+            partial(reader, chunks_in, blocks_out, source=source, read_size=read_size)
         )
         blocks = [block async for block in blocks_in]
 
     for block in blocks:
+        # A file's blocks are spans to send with sendfile(), except the one ending the file,
+        # which is read (and change-checked) before the server can complete the upload.
+        assert isinstance(block.data, FileSpan) == (kind == "file" and block.end != len(data))
         assert block.chunk.offset <= block.offset
         assert block.end <= block.chunk.end  # never straddles into the next chunk
         assert 0 < len(block.data) <= read_size
-        assert block.data == data[block.offset : block.end]
+        assert as_bytes(block.data) == data[block.offset : block.end]
     # In order, each chunk covered by consecutive blocks, nothing missing or repeated.
     assert [block.offset for block in blocks] == sorted(block.offset for block in blocks)
     for chunk in chunks:
@@ -333,7 +354,7 @@ async def test_reader_blocks_cover_each_chunk_exactly(
         assert mine, f"no blocks for {chunk}"
         assert mine[0].offset == chunk.offset
         assert all(a.end == b.offset for a, b in itertools.pairwise(mine))
-        assert b"".join(block.data for block in mine) == data[chunk.offset : chunk.end]
+        assert b"".join(as_bytes(block.data) for block in mine) == data[chunk.offset : chunk.end]
     assert sum(len(block.data) for block in blocks) == len(data) - start
 
 
@@ -489,35 +510,66 @@ async def test_reporter_failure_closes_its_inbound() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def cursor_bytes(data: bytes, chunk: Chunk, read_size: int, starts: list[int]) -> list[bytes]:
-    """Feed `chunk`'s blocks to a _BlockCursor; collect ``iter_bytes(start, chunk)`` for each
-    of `starts` in turn, as the sender does after each PATCH."""
+async def cursor_pieces(
+    source: Source, chunk: Chunk, read_size: int, starts: list[int]
+) -> list[list[BodyPart]]:
+    """Feed `chunk`'s blocks (spans where the source has them) to a _BlockCursor; collect
+    ``iter_bytes(start, chunk)`` for each of `starts` in turn, as the sender does after each
+    PATCH."""
     blocks_out, blocks_in = trio.open_memory_channel[Block](100)
     for offset, length in spans(chunk.offset, chunk.end, read_size):
-        blocks_out.send_nowait(Block(chunk, offset, data[offset : offset + length]))
+        data = source.span_at(offset, length) or source.read_at(offset, length)
+        blocks_out.send_nowait(Block(chunk, offset, data))
     blocks_out.close()
-    cursor = _BlockCursor(blocks_in, open_source(data), read_size)
+    cursor = _BlockCursor(blocks_in, source, read_size)
     results = []
     for start in starts:
         assert await cursor.chunk_at(start) == chunk
-        results.append(b"".join([piece async for piece in cursor.iter_bytes(start, chunk)]))
+        results.append([piece async for piece in cursor.iter_bytes(start, chunk)])
     return results
 
 
-async def test_cursor_rereads_bytes_it_already_streamed() -> None:
+async def cursor_bytes(
+    data: bytes,
+    chunk: Chunk,
+    read_size: int,
+    starts: list[int],
+    kind: str = "bytes",
+    tmp_path: pathlib.Path | None = None,
+) -> list[bytes]:
+    source = make_source(data, kind, tmp_path)
+    results = await cursor_pieces(source, chunk, read_size, starts)
+    return [b"".join(as_bytes(piece) for piece in pieces) for pieces in results]
+
+
+@pytest.mark.parametrize("kind", ["bytes", "file"])
+async def test_cursor_rereads_bytes_it_already_streamed(kind: str, tmp_path: pathlib.Path) -> None:
     # The server kept 0..45 and 45..70 of what was streamed: the rest is read again.
     data = random_bytes(100)
     chunk = Chunk(0, 100)
-    results = await cursor_bytes(data, chunk, 30, [0, 45, 70])
+    results = await cursor_bytes(data, chunk, 30, [0, 45, 70], kind, tmp_path)
     assert results == [data, data[45:], data[70:]]
 
 
-async def test_cursor_skips_stream_bytes_the_server_holds() -> None:
+@pytest.mark.parametrize("kind", ["bytes", "file"])
+async def test_cursor_skips_stream_bytes_the_server_holds(
+    kind: str, tmp_path: pathlib.Path
+) -> None:
     # Nothing streamed yet, and the server already holds 45 bytes of the chunk: the stream's
     # first block is skipped and the second one trimmed to start at 45.
     data = random_bytes(100)
     chunk = Chunk(0, 100)
-    assert await cursor_bytes(data, chunk, 30, [45]) == [data[45:]]
+    assert await cursor_bytes(data, chunk, 30, [45], kind, tmp_path) == [data[45:]]
+
+
+async def test_cursor_trims_a_file_span_to_a_span(tmp_path: pathlib.Path) -> None:
+    # The trimmed block of a file stays a span (no read), starting where the server's offset is.
+    data = random_bytes(100)
+    [pieces] = await cursor_pieces(make_source(data, "file", tmp_path), Chunk(0, 100), 30, [45])
+    first = pieces[0]
+    assert isinstance(first, FileSpan)
+    assert (first.file_offset, first.length) == (45, 15)
+    assert first.read() == data[45:60]
 
 
 async def run_sender(

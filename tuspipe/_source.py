@@ -19,6 +19,7 @@ Local mistakes surface as the standard exceptions ``open()`` raises (``FileNotFo
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import os
 import stat
@@ -28,6 +29,7 @@ from typing import BinaryIO, Protocol, Union
 
 import trio
 
+from ._body import FileSpan
 from ._errors import SourceChangedError, UsageError
 
 __all__ = ["Source", "SourceLike", "open_source", "slice_source"]
@@ -65,6 +67,11 @@ class Source(Protocol):
         """Exactly `length` bytes from `offset`; SourceChangedError if fewer exist."""
         ...
 
+    def span_at(self, offset: int, length: int) -> FileSpan | None:
+        """The bytes ``[offset, offset + length)`` as a span of an open file, which the
+        transport may send without reading; None when the source is not a plain file."""
+        ...
+
     async def ensure(self, end: int) -> int:
         """Make the bytes up to `end` readable; return how many of them exist (``min(end,
         size)``). A one-pass source reads on, waiting while it holds as much as it may."""
@@ -87,6 +94,9 @@ class _RandomAccess:
 
     def release(self, offset: int) -> None:
         """Nothing to drop: the bytes stay readable in the file or buffer."""
+
+    def span_at(self, offset: int, length: int) -> FileSpan | None:
+        return None
 
 
 def _short_read(name: str, offset: int, wanted: int, got: int) -> SourceChangedError:
@@ -131,12 +141,29 @@ class _DescriptorSource(_RandomAccess):
             data = b"".join(parts)
         # Checked after reading, so the bytes just read belong to the file as it was when the
         # upload began; a changed file fails the upload rather than mixing two versions.
+        self.check_unchanged()
+        return data
+
+    def span_at(self, offset: int, length: int) -> FileSpan:
+        return FileSpan(
+            fd=self._fd,
+            file_offset=self._base + offset,
+            length=length,
+            read=functools.partial(self.read_at, offset, length),
+            check_unchanged=self.check_unchanged,
+            short_read=functools.partial(self._short_read_at, offset, length),
+        )
+
+    def _short_read_at(self, offset: int, length: int, got: int) -> SourceChangedError:
+        return _short_read(self.name, offset, length, got)
+
+    def check_unchanged(self) -> None:
+        """Raise SourceChangedError when the file's size or modification time moved."""
         if self._stat() != self._snapshot:
             raise SourceChangedError(
                 f"{self.name} changed during the upload (its size or modification time moved); "
                 "upload it again once it is stable"
             )
-        return data
 
     def _stat(self) -> tuple[int, int]:
         info = os.fstat(self._fd)
@@ -333,6 +360,10 @@ class _OnePassSource:
             self._floor = max(self._floor, offset)
         self._released.set()
         self._released = trio.Event()
+
+    def span_at(self, offset: int, length: int) -> None:
+        """Bytes of a stream live in memory, not in a file."""
+        return None
 
     def close(self) -> None:
         """The caller owns the stream or iterator; it is left as it is."""

@@ -10,7 +10,10 @@ What flows between them:
 * :class:`Chunk` - a span of the source that one PATCH carries, with its ``Upload-Checksum``
   once the checksummer has hashed it. A chunk holds no bytes, so a 1 GiB chunk costs nothing.
 * :class:`Block` - up to ``read_size`` bytes of one chunk, read ahead by the reader. Blocks
-  never straddle chunks; the reader's bounded channel is the read-ahead window.
+  never straddle chunks; the reader's bounded channel is the read-ahead window. A block of a
+  plain file holds no bytes either, only a :class:`~tuspipe._body.FileSpan`, which the
+  transport sends with ``sendfile()`` where it can; the reader only asks the kernel to bring
+  it into the page cache ahead of the sender.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
+from ._body import BodyPart, FileSpan
 from ._errors import ChecksumMismatchError, OffsetMismatchError, ProtocolError, TusError
 from ._protocol import (
     Request,
@@ -81,7 +85,7 @@ class Block:
 
     chunk: Chunk
     offset: int
-    data: bytes
+    data: BodyPart
 
     @property
     def end(self) -> int:
@@ -186,12 +190,33 @@ async def reader(
     source: Source,
     read_size: int,
 ) -> None:
-    """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size`."""
+    """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size`.
+
+    A plain file's blocks are spans, prefetched into the page cache rather than read; only
+    the block that ends the file is read, so the upload's last bytes pass the same change
+    check as a read before the server can complete the upload with them.
+    """
     with inbound, outbound, _downstream_may_leave():
         async for chunk in inbound:
             for offset, length in _spans(chunk.offset, chunk.end, read_size):
-                data = await trio.to_thread.run_sync(source.read_at, offset, length)
-                await outbound.send(Block(chunk, offset, data))
+                await outbound.send(Block(chunk, offset, await _read_block(source, offset, length)))
+
+
+async def _read_block(source: Source, offset: int, length: int) -> BodyPart:
+    span = source.span_at(offset, length) if offset + length != source.size else None
+    if span is None:
+        return await trio.to_thread.run_sync(source.read_at, offset, length)
+    await trio.to_thread.run_sync(span.prefetch)
+    return span
+
+
+def _tail(data: BodyPart, skip: int, source: Source, offset: int) -> BodyPart:
+    """`data` (found at `offset`) without its first `skip` bytes."""
+    if isinstance(data, FileSpan):
+        rest = source.span_at(offset + skip, data.length - skip)
+        assert rest is not None  # a source that gave one span gives others
+        return rest
+    return data[skip:]
 
 
 class _BlockCursor:
@@ -249,13 +274,13 @@ class _BlockCursor:
                 return None
         return self._chunk
 
-    async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[BodyPart]:
         """Yield the source's bytes from `start` to the end of `chunk`, which holds `start`."""
         position = self.position
-        async for data in read_range(
+        async for reread in read_range(
             self._source, start, min(chunk.end, position), self._read_size
         ):
-            yield data
+            yield reread
         offset = max(start, position)
         while offset < chunk.end:
             await self._peek()
@@ -263,7 +288,11 @@ class _BlockCursor:
             if block.end <= offset:  # the server already holds all of it
                 continue
             # Blocks never straddle chunks, so only the head of a block can be unwanted.
-            data = block.data if block.offset >= offset else block.data[offset - block.offset :]
+            data = (
+                block.data
+                if block.offset >= offset
+                else _tail(block.data, offset - block.offset, self._source, block.offset)
+            )
             offset = block.end
             yield data
 

@@ -18,8 +18,10 @@ from typing import Union
 
 import httpx
 
+from ._body import BodyPart
 from ._errors import NetworkError, NetworkTimeoutError, TLSVerificationError, UsageError
 from ._protocol import Request, Response
+from ._zerocopy import ZeroCopyTransport, body_route, route_body
 
 __all__ = [
     "CertTypes",
@@ -202,9 +204,12 @@ class Transport:
         )
         self._owns_client = client is None
         if client is None:
+            ssl_context = make_ssl_context(verify, cert)
             client = httpx.AsyncClient(
-                verify=make_ssl_context(verify, cert),
+                # verify= still serves the transports httpx mounts for proxies.
+                verify=ssl_context,
                 follow_redirects=False,
+                transport=ZeroCopyTransport(ssl_context),
             )
         self._client = client
         if on_response is not None and not callable(on_response):
@@ -227,8 +232,11 @@ class Transport:
         if self._owns_client:
             await self._client.aclose()
 
-    async def send(self, request: Request, body: AsyncIterable[bytes] | None = None) -> Response:
+    async def send(self, request: Request, body: AsyncIterable[BodyPart] | None = None) -> Response:
         """Send `request` (streaming `body` if given) and return the server's answer.
+
+        File spans in `body` go out with ``sendfile()`` where the connection allows (see
+        :mod:`tuspipe._zerocopy`), and are read into memory where it does not.
 
         Raises NetworkError or NetworkTimeoutError when no answer arrives. Exceptions raised
         by `body` itself (a failing local read, say) propagate unchanged.
@@ -236,15 +244,15 @@ class Transport:
         method, headers = request.method, list(request.headers)
         if self._method_override and method in ("PATCH", "DELETE"):
             method, headers = "POST", [*headers, ("X-HTTP-Method-Override", request.method)]
-        http_request = self._client.build_request(
-            method,
-            request.url,
-            headers=headers,
-            content=body,
-            timeout=self._timeout,
-        )
         logger.debug("%s %s", request.method, request.url)
-        with _mapped_errors(request):
+        with body_route() as route, _mapped_errors(request):
+            http_request = self._client.build_request(
+                method,
+                request.url,
+                headers=headers,
+                content=None if body is None else route_body(body, route),
+                timeout=self._timeout,
+            )
             http_response = await self._client.send(http_request, stream=True)
             try:
                 if http_response.is_stream_consumed:

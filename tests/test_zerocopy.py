@@ -1,0 +1,155 @@
+"""The zero-copy path: file spans leave with sendfile() on tuspipe's own connections, as bytes
+elsewhere, and a stand-in that lost its identity is never sent."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+import tuspipe
+from tests.conftest import MakeFile, TusServer
+from tuspipe._body import BodyPart, FileSpan
+from tuspipe._source import open_source
+from tuspipe._zerocopy import (
+    BodyRoute,
+    ZeroCopyError,
+    _SendfileStream,
+    body_route,
+    route_body,
+)
+
+
+class SendfileCounter:
+    """Counts the bytes os.sendfile() moves while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.bytes = 0
+        real = os.sendfile
+
+        def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+            sent = real(out_fd, in_fd, offset, count)
+            self.calls += 1
+            self.bytes += sent
+            return sent
+
+        monkeypatch.setattr(os, "sendfile", counting)
+
+
+def test_a_file_goes_out_with_sendfile_and_arrives_whole(
+    node_server: TusServer, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 20 * 1024 * 1024 + 12345
+    path = make_file(size)
+    counter = SendfileCounter(monkeypatch)
+    result = tuspipe.upload(
+        path, node_server.url, chunk_size=4 * 1024 * 1024, read_size=1024 * 1024, journal=None
+    )
+    assert result.complete
+    assert node_server.stored_sha256(result.url) == hashlib.sha256(path.read_bytes()).hexdigest()
+    # Every byte but the last block (read, to check the file before the upload completes).
+    last_block = size % (1024 * 1024)
+    assert counter.bytes == size - last_block
+    assert counter.calls >= (size - last_block) // (1024 * 1024)
+
+
+def test_a_callers_http_client_gets_bytes_not_sendfile(
+    node_server: TusServer, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 3 * 1024 * 1024 + 7
+    path = make_file(size)
+    counter = SendfileCounter(monkeypatch)
+
+    async def main() -> tuspipe.UploadResult:
+        async with httpx.AsyncClient() as client:
+            return await tuspipe.upload_async(
+                path, node_server.url, chunk_size=1024 * 1024, http_client=client, journal=None
+            )
+
+    result = trio.run(main)
+    assert result.complete
+    assert node_server.stored_sha256(result.url) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert counter.calls == 0
+
+
+async def _spans(path: Path, size: int, piece: int) -> AsyncIterator[BodyPart]:
+    source = open_source(path)
+    for offset in range(0, size, piece):
+        span = source.span_at(offset, min(piece, size - offset))
+        assert span is not None
+        yield span
+
+
+class RecordingStream:
+    """Stands in for httpcore's trio stream: records writes, has a real (unused) socket."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.socket = trio.socket.socket()
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.writes.append(buffer)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.socket if info == "socket" else None
+
+
+async def test_a_copied_stand_in_is_refused_not_sent(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(1000))
+    inner = RecordingStream()
+    stream = _SendfileStream(inner)  # type: ignore[arg-type]
+    with body_route() as route:
+        await stream.write(b"PATCH / HTTP/1.1\r\n\r\n")  # the headers: the route learns of it
+        assert route.stream is stream
+        body = route_body(_spans(path, 1000, 400), route)
+        stand_in = await body.__anext__()
+        assert len(stand_in) == 400
+        with pytest.raises(ZeroCopyError, match="copied"):
+            await stream.write(bytes(bytearray(stand_in)))  # an equal copy, not the object
+    assert inner.writes == [b"PATCH / HTTP/1.1\r\n\r\n"]  # the zeros never went out
+    inner.socket.close()
+
+
+async def test_a_stand_in_that_is_never_written_stops_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(1000))
+    route = BodyRoute()
+    route.stream = _SendfileStream(RecordingStream())  # type: ignore[arg-type]
+    body = route_body(_spans(path, 1000, 400), route)
+    await body.__anext__()
+    with pytest.raises(ZeroCopyError, match="never written"):
+        await body.__anext__()
+
+
+async def test_without_a_sendfile_stream_spans_are_read(tmp_path: Path) -> None:
+    data = os.urandom(1000)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    pieces = [piece async for piece in route_body(_spans(path, 1000, 300), BodyRoute())]
+    assert all(isinstance(piece, bytes) for piece in pieces)
+    assert b"".join(pieces) == data
+
+
+async def test_a_span_past_the_end_of_a_shrunk_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(1000))
+    source = open_source(path)
+    span = source.span_at(0, 1000)
+    assert isinstance(span, FileSpan)
+    os.truncate(path, 600)
+    left, right = trio.socket.socketpair()
+    stream = _SendfileStream(RecordingStream())  # type: ignore[arg-type]
+    stream._socket = left
+    with pytest.raises(tuspipe.SourceChangedError):
+        await stream._send_span(span, timeout=5)
+    left.close()
+    right.close()
+    source.close()

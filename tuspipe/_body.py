@@ -1,0 +1,49 @@
+"""What a request body is made of: bytes, or spans of an open file.
+
+A :class:`FileSpan` names bytes of a regular file without holding them. The transport sends a
+span with ``sendfile()`` when its connection allows (plain TCP: the kernel moves the bytes from
+the page cache to the socket, and they never enter Python), and otherwise reads it into memory.
+Either way the span checks that the file did not change under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["BodyPart", "FileSpan"]
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """`length` bytes of the open file `fd`, starting at the file position `file_offset`.
+
+    `read` returns those bytes (checked, as the source's own reads are); `check_unchanged`
+    raises :class:`~tuspipe.SourceChangedError` when the file changed since the upload began;
+    `short_read` builds the error for a file that ended early. They come from the source the
+    span belongs to, which also owns `fd` and keeps it open while the upload runs.
+    """
+
+    fd: int
+    file_offset: int
+    length: int
+    read: Callable[[], bytes]
+    check_unchanged: Callable[[], None]
+    short_read: Callable[[int], Exception]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def prefetch(self) -> None:
+        """Ask the kernel to bring the span into the page cache (it returns at once), so a
+        later ``sendfile()`` on the event loop seldom waits for the disk."""
+        if hasattr(os, "posix_fadvise"):
+            # Only a hint, which some file systems do not take.
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fd, self.file_offset, self.length, os.POSIX_FADV_WILLNEED)
+
+
+BodyPart = bytes | FileSpan
+"""One piece of a request body, as the sender hands it to the transport."""

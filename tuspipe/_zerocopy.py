@@ -1,0 +1,289 @@
+"""Zero-copy request bodies: ``sendfile()`` beneath httpx, for tuspipe's own connections.
+
+Part of the transport layer (only :mod:`tuspipe._transport` imports it). httpx streams a
+request body by passing each piece through h11 to the connection's network stream, so a file's
+bytes would be read into memory only for the kernel to copy them out again. tuspipe's own
+client therefore runs on a connection pool whose plain-TCP streams can send a
+:class:`~tuspipe._body.FileSpan` with ``os.sendfile()``, page cache to socket:
+
+1. :func:`body_route` gives each request a :class:`BodyRoute`, held in a context variable, so
+   the network stream that writes the request (in the same task) can see it.
+2. When one of our streams writes the request's headers, it enters itself in the route: the
+   body may now use it.
+3. For each span, :func:`route_body` yields a stand-in, a zero-filled ``bytes`` of the span's
+   length (h11 counts it against Content-Length and passes the very same object on), after
+   noting the pair in the route.
+4. The stream, handed exactly that object, sends the span with ``sendfile()`` instead.
+
+The stand-in is recognised by identity alone. Should a layer in between ever copy it, the
+stream raises :class:`ZeroCopyError` instead of sending zeros, so nothing wrong reaches the
+server. Anything else (TLS, a proxy, a caller's own ``httpx.AsyncClient``) never enters a
+route, and its spans are read into memory in a worker thread and sent as bytes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore
+import httpx
+import trio
+
+from ._body import BodyPart, FileSpan
+
+__all__ = ["BodyRoute", "ZeroCopyError", "ZeroCopyTransport", "body_route", "route_body"]
+
+
+class ZeroCopyError(RuntimeError):
+    """A file span's stand-in reached the socket as something other than itself."""
+
+
+class BodyRoute:
+    """What one request's body and the stream writing it know of each other."""
+
+    def __init__(self) -> None:
+        self.stream: _SendfileStream | None = None  # set when one of ours writes the headers
+        self.pending: tuple[bytes, FileSpan] | None = None  # stand-in awaiting its write
+
+
+_current_route: contextvars.ContextVar[BodyRoute | None] = contextvars.ContextVar(
+    "tuspipe_body_route", default=None
+)
+
+
+@contextmanager
+def body_route() -> Iterator[BodyRoute]:
+    """A fresh route for the request about to be sent in this task."""
+    route = BodyRoute()
+    token = _current_route.set(route)
+    try:
+        yield route
+    finally:
+        _current_route.reset(token)
+
+
+# Stand-ins are zero-filled, so the allocator hands out untouched pages: they cost address
+# space, not memory. Spans mostly have one length (the read size), so a few are kept.
+_STAND_INS: dict[int, bytes] = {}
+_MAX_STAND_INS = 4
+
+
+def _stand_in(length: int) -> bytes:
+    stand_in = _STAND_INS.get(length)
+    if stand_in is None:
+        stand_in = bytes(length)
+        if len(_STAND_INS) < _MAX_STAND_INS:
+            _STAND_INS[length] = stand_in
+    return stand_in
+
+
+async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncIterator[bytes]:
+    """The body httpx sends: bytes as they are, file spans as stand-ins where the route has
+    a sendfile stream, and as bytes read in a worker thread where it has not."""
+    async for part in parts:
+        if isinstance(part, bytes):
+            yield part
+        elif route.stream is None:
+            yield await trio.to_thread.run_sync(part.read)
+        else:
+            stand_in = _stand_in(part.length)
+            route.pending = (stand_in, part)
+            yield stand_in
+            if route.pending is not None:
+                # The stand-in was not written: fail before the next part is.
+                route.pending = None
+                raise ZeroCopyError("a file span's stand-in was never written to the socket")
+
+
+class _SendfileStream(httpcore.AsyncNetworkStream):
+    """A plain TCP stream that sends file spans with ``sendfile()``; all else goes to the
+    trio stream it wraps."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: trio.socket.SocketType = inner.get_extra_info("socket")
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        route = _current_route.get()
+        if route is not None:
+            route.stream = self
+            if route.pending is not None:
+                stand_in, span = route.pending
+                route.pending = None
+                if buffer is not stand_in:
+                    raise ZeroCopyError(
+                        "a file span's stand-in was copied on its way to the socket; "
+                        "refusing to send it"
+                    )
+                await self._send_span(span, timeout)
+                return
+        await self._inner.write(buffer, timeout)
+
+    async def _send_span(self, span: FileSpan, timeout: float | None) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        out = self._socket.fileno()
+        offset, remaining = span.file_offset, span.length
+        waited = False
+        try:
+            with trio.fail_after(float("inf") if timeout is None else timeout):
+                while remaining:
+                    try:
+                        sent = os.sendfile(out, span.fd, offset, remaining)
+                    except BlockingIOError:
+                        waited = True
+                        await trio.lowlevel.wait_writable(self._socket)
+                        continue
+                    if sent == 0:  # the file ends before the span does
+                        span.check_unchanged()
+                        raise span.short_read(span.length - remaining)
+                    offset += sent
+                    remaining -= sent
+        except trio.TooSlowError as exc:
+            raise httpcore.WriteTimeout(f"sendfile stalled for {timeout} s") from exc
+        except (OSError, trio.ClosedResourceError) as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+        span.check_unchanged()
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        # The TLS stream is not ours: TLS needs the bytes in user space anyway.
+        return await self._inner.start_tls(ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _SendfileBackend(httpcore.AsyncNetworkBackend):
+    """trio's network backend, with TCP streams that can send file spans."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.TrioBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _SendfileStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+# httpcore's exceptions and the httpx ones they become, most specific first (httpx's own
+# transport does the same translation; its helper for it is private).
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core_error, httpx_error in _HTTPX_ERRORS:
+            if isinstance(exc, core_error):
+                raise httpx_error(str(exc), request=request) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors(self._request):
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class ZeroCopyTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on an httpcore connection pool whose plain TCP connections send
+    file spans with ``sendfile()``. HTTP/1.1 only, like tuspipe's requests."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        # The connection limits of httpx's own default transport.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_SendfileBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, AsyncIterable):
+            raise TypeError("ZeroCopyTransport needs an async request stream")
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors(request):
+            core_response = await self._pool.handle_async_request(core_request)
+        assert isinstance(core_response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream, request),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
