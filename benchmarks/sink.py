@@ -5,12 +5,13 @@ they serve (they write to disk, parse in JavaScript, buffer in Python), so a cli
 against them measures the server. The sink reads PATCH bodies with ``recv_into`` into one
 reusable buffer per connection and only counts them, so on loopback it drains several GB/s.
 
-What it speaks (tus 1.0.0 core plus creation, termination and checksum):
+What it speaks (tus 1.0.0 core plus creation, termination, checksum and concatenation):
 
 * ``OPTIONS /files/``: 204 with ``Tus-Version``, ``Tus-Extension`` and
   ``Tus-Checksum-Algorithm`` (sha1, sha256, sha512, md5, crc32).
 * ``POST /files/`` with ``Upload-Length``: 201 and an absolute ``Location: .../files/<id>``.
-* ``HEAD /files/<id>``: 200 with ``Upload-Offset``, ``Upload-Length``, ``Cache-Control: no-store``.
+* ``HEAD /files/<id>``: 200 with ``Upload-Offset``, ``Upload-Length``, ``Cache-Control: no-store``
+  (and ``Upload-Concat`` for a partial or final upload, as it was sent at creation).
 * ``PATCH /files/<id>`` (``Content-Length`` or chunked body): 204 with the new ``Upload-Offset``;
   409 when ``Upload-Offset`` is not the upload's offset, 413 past ``Upload-Length``, 415 for a
   wrong ``Content-Type``, 423 while another PATCH of the same upload runs. With
@@ -19,6 +20,26 @@ What it speaks (tus 1.0.0 core plus creation, termination and checksum):
   measures the client's hashing and not the sink's.
 * ``DELETE /files/<id>``: 204 (404 when unknown).
 * A missing or wrong ``Tus-Resumable`` on a non-OPTIONS request: 412.
+
+Concatenation (parallel uploads; ``concatenation-unfinished`` is not offered):
+
+* ``POST /files/`` with ``Upload-Concat: partial`` and ``Upload-Length``: 201, a partial upload,
+  PATCHed like any other. Its HEAD answer carries ``Upload-Concat: partial``.
+* ``POST /files/`` with ``Upload-Concat: final;<url> <url> ...`` (absolute URLs of this sink or
+  ``/files/<id>`` paths; a part may be listed more than once): 201, a final upload whose length
+  is the sum of the parts' lengths and whose offset equals its length at once (nothing is
+  stored, so there is nothing to join). Its HEAD answer carries the ``Upload-Concat`` value it
+  was created with. Refused with
+
+  - 400 when the header is malformed (neither ``partial`` nor ``final;`` and at least one URL),
+    when the final request also sends ``Upload-Length`` or ``Upload-Defer-Length`` (the spec
+    forbids it), when a URL does not name an upload of this sink (another host, or a path
+    outside ``/files/<id>``), when a listed upload is not a partial upload (a plain or final
+    one), or when a partial upload is not finished (offset below its length; as tusd does);
+  - 404 when a URL names ``/files/<id>`` but no such upload exists (never made, or deleted).
+
+* ``PATCH`` of a final upload: 403, whatever else the request says.
+* The parts stay after the join (the spec allows a part to be used again) until DELETEd.
 
 HTTP/1.1 keep-alive with one thread per connection; a client that vanishes mid-request costs
 the sink nothing but that thread (bytes it did receive still advance the offset, as on real
@@ -64,6 +85,7 @@ __all__ = [
     "SinkProcess",
     "SinkStats",
     "TusSink",
+    "UploadInfo",
     "main",
 ]
 
@@ -72,7 +94,7 @@ logger = logging.getLogger("benchmarks.sink")
 #: The only address the sink ever binds to.
 HOST = "127.0.0.1"
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,termination,checksum"
+EXTENSIONS = "creation,termination,checksum,concatenation"
 #: Algorithms the sink can verify (and advertises in ``Tus-Checksum-Algorithm``).
 CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512", "md5", "crc32")
 #: Bytes per ``recv_into`` while draining a body; one such buffer exists per connection.
@@ -91,6 +113,7 @@ _REASONS = {
     201: "Created",
     204: "No Content",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -325,7 +348,30 @@ class _Connection:
 class _Upload:
     length: int
     offset: int = 0
+    #: ``Upload-Concat`` as received at creation: None (a plain upload), ``partial``, or
+    #: ``final;<urls>`` (then offset == length from the start, and PATCH gets 403).
+    concat: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def is_partial(self) -> bool:
+        return self.concat == "partial"
+
+    @property
+    def is_final(self) -> bool:
+        return self.concat is not None and self.concat != "partial"
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """A snapshot of one upload the sink holds (see :meth:`TusSink.uploads`)."""
+
+    id: str
+    url: str
+    length: int
+    offset: int
+    #: ``Upload-Concat`` as received at creation: None, ``partial`` or ``final;<urls>``.
+    concat: str | None
 
 
 @dataclass
@@ -334,7 +380,8 @@ class SinkStats:
 
     connections: int = 0
     requests: int = 0
-    uploads_created: int = 0
+    uploads_created: int = 0  # every upload made: plain, partial and final ones
+    concatenations: int = 0  # final uploads made (Upload-Concat: final)
     patches: int = 0
     bytes_received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -574,7 +621,29 @@ class TusSink:
             conn, request, 405, [("Allow", "OPTIONS, HEAD, PATCH, DELETE")], "method not allowed"
         )
 
+    def uploads(self) -> dict[str, UploadInfo]:
+        """A snapshot of every upload the sink holds, by id, in creation order."""
+        with self._uploads_lock:
+            held = list(self._uploads.items())
+        return {
+            upload_id: UploadInfo(
+                upload_id, f"{self.url}{upload_id}", upload.length, upload.offset, upload.concat
+            )
+            for upload_id, upload in held
+        }
+
     def _create(self, conn: _Connection, request: _Request) -> bool:
+        concat = request.header("upload-concat")
+        if concat is not None:
+            concat = concat.strip()
+            kind, semicolon, _ = concat.partition(";")
+            if semicolon and kind.strip().lower() == "final":
+                return self._create_final(conn, request, concat)
+            if concat.lower() != "partial":
+                return self._reply(
+                    conn, request, 400, message="Upload-Concat must be partial or final;<urls>"
+                )
+            concat = "partial"
         raw = request.header("upload-length")
         length = _count(raw) if raw is not None else None
         if length is None:
@@ -582,10 +651,62 @@ class TusSink:
             return self._reply(conn, request, 400, message="a valid Upload-Length is required")
         upload_id = uuid.uuid4().hex
         with self._uploads_lock:
-            self._uploads[upload_id] = _Upload(length)
+            self._uploads[upload_id] = _Upload(length, concat=concat)
         self.stats.add(uploads_created=1)
         # A body (creation-with-upload) is not offered, so it is dropped and the offset stays 0.
         return self._reply(conn, request, 201, [("Location", f"{self.url}{upload_id}")])
+
+    def _create_final(self, conn: _Connection, request: _Request, concat: str) -> bool:
+        """``Upload-Concat: final;<urls>``: a finished upload as long as its parts together."""
+        if request.header("upload-length") is not None:
+            return self._reply(conn, request, 400, message="a final upload takes no Upload-Length")
+        if request.header("upload-defer-length") is not None:
+            return self._reply(
+                conn, request, 400, message="a final upload takes no Upload-Defer-Length"
+            )
+        references = concat.partition(";")[2].split()
+        if not references:
+            return self._reply(conn, request, 400, message="Upload-Concat: final lists no uploads")
+        part_ids: list[str] = []
+        for reference in references:
+            part_id = self._part_id(reference, request)
+            if part_id is None:
+                return self._reply(
+                    conn, request, 400, message=f"{reference[:200]!r} is not an upload of this sink"
+                )
+            part_ids.append(part_id)
+        final_id = uuid.uuid4().hex
+        # Checked and created under one lock, so a part cannot be deleted in between.
+        with self._uploads_lock:
+            refusal = _concat_refusal(part_ids, [self._uploads.get(i) for i in part_ids])
+            if refusal is None:
+                length = sum(self._uploads[i].length for i in part_ids)
+                self._uploads[final_id] = _Upload(length, length, concat=concat)
+        if refusal is not None:
+            status, message = refusal
+            return self._reply(conn, request, status, message=message)
+        self.stats.add(uploads_created=1, concatenations=1)
+        return self._reply(conn, request, 201, [("Location", f"{self.url}{final_id}")])
+
+    def _part_id(self, reference: str, request: _Request) -> str | None:
+        """The upload id a URL of ``Upload-Concat: final`` names; None when it cannot be one of
+        this sink's (another host, another scheme, or a path outside ``/files/<id>``)."""
+        try:
+            parts = urlsplit(reference)
+        except ValueError:
+            return None
+        if parts.scheme or parts.netloc:
+            own = {f"{HOST}:{self.port}", f"localhost:{self.port}"}
+            host = request.header("host")
+            if host is not None:
+                own.add(host.strip().lower())
+            if parts.scheme.lower() != "http" or parts.netloc.lower() not in own:
+                return None
+        path = parts.path.rstrip("/")
+        if not path.startswith("/files/"):
+            return None
+        upload_id = path[len("/files/") :]
+        return upload_id if upload_id and "/" not in upload_id else None
 
     def _lookup(self, upload_id: str) -> _Upload | None:
         with self._uploads_lock:
@@ -595,16 +716,14 @@ class TusSink:
         upload = self._lookup(upload_id)
         if upload is None:
             return self._reply(conn, request, 404, [("Cache-Control", "no-store")])
-        return self._reply(
-            conn,
-            request,
-            200,
-            [
-                ("Upload-Offset", str(upload.offset)),
-                ("Upload-Length", str(upload.length)),
-                ("Cache-Control", "no-store"),
-            ],
-        )
+        headers = [
+            ("Upload-Offset", str(upload.offset)),
+            ("Upload-Length", str(upload.length)),
+            ("Cache-Control", "no-store"),
+        ]
+        if upload.concat is not None:
+            headers.append(("Upload-Concat", upload.concat))
+        return self._reply(conn, request, 200, headers)
 
     def _delete(self, conn: _Connection, request: _Request, upload_id: str) -> bool:
         with self._uploads_lock:
@@ -612,6 +731,9 @@ class TusSink:
         return self._reply(conn, request, 404 if upload is None else 204)
 
     def _patch(self, conn: _Connection, request: _Request, upload_id: str) -> bool:
+        upload = self._lookup(upload_id)
+        if upload is not None and upload.is_final:
+            return self._reply(conn, request, 403, message="a final upload cannot be PATCHed")
         content_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/offset+octet-stream":
             return self._reply(conn, request, 415, message="Content-Type must be offset+octet")
@@ -620,7 +742,6 @@ class TusSink:
         if offset is None:
             return self._reply(conn, request, 400, message="a valid Upload-Offset is required")
         length = self._body_length(request)
-        upload = self._lookup(upload_id)
         if upload is None:
             return self._reply(conn, request, 404, message="no such upload")
         hasher: _Hasher | None = None
@@ -693,6 +814,20 @@ class _Answer:
     headers: list[tuple[str, str]]
     message: str = ""
     body_read: bool = False
+
+
+def _concat_refusal(
+    part_ids: Sequence[str], parts: Sequence[_Upload | None]
+) -> tuple[int, str] | None:
+    """Why these uploads cannot be joined, as (status, message); None when they can."""
+    for part_id, part in zip(part_ids, parts, strict=True):
+        if part is None:
+            return 404, f"no upload {part_id}"
+        if not part.is_partial:
+            return 400, f"upload {part_id} is not a partial upload"
+        if part.offset != part.length:
+            return 400, f"partial upload {part_id} is at {part.offset} of {part.length} bytes"
+    return None
 
 
 def _count(text: str) -> int | None:
@@ -821,7 +956,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = sink.stats
     print(
         f"sink stopped after {elapsed:.1f} s: {stats.connections} connections, "
-        f"{stats.requests} requests, {stats.uploads_created} uploads, {stats.patches} PATCHes, "
+        f"{stats.requests} requests, {stats.uploads_created} uploads "
+        f"({stats.concatenations} concatenated), {stats.patches} PATCHes, "
         f"{stats.bytes_received} bytes",
         file=sys.stderr,
     )

@@ -1,0 +1,278 @@
+"""The benchmark discard sink (benchmarks/sink.py), served in-process: the tus it speaks.
+
+Concatenation (tuspipe's parallel uploads) end to end and request by request, and the plain
+path with checksums verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import uuid
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+import tuspipe
+from benchmarks.sink import HOST, TusSink, UploadInfo
+
+from .conftest import MakeFile
+
+KiB = 1024
+MiB = 1024 * KiB
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+
+@pytest.fixture
+def sink() -> Iterator[TusSink]:
+    with TusSink() as running:
+        yield running
+
+
+@pytest.fixture
+def checking_sink() -> Iterator[TusSink]:
+    with TusSink(verify_checksums=True) as running:
+        yield running
+
+
+def _call(
+    sink: TusSink, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str]]:
+    """One request on a fresh connection: the status and the (lower-cased) headers."""
+    connection = http.client.HTTPConnection(HOST, sink.port, timeout=5)
+    try:
+        connection.request(method, target, body=body, headers={**TUS, **headers})
+        response = connection.getresponse()
+        response.read()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}
+    finally:
+        connection.close()
+
+
+def _create(sink: TusSink, headers: Mapping[str, str]) -> str:
+    status, answer = _call(sink, "POST", "/files/", headers)
+    assert status == 201, (status, answer)
+    return answer["location"]
+
+
+def _create_partial(sink: TusSink, length: int) -> str:
+    return _create(sink, {"Upload-Concat": "partial", "Upload-Length": str(length)})
+
+
+def _patch(
+    sink: TusSink, url: str, offset: int, data: bytes, extra: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    headers = {"Upload-Offset": str(offset), "Content-Type": OCTETS, **(extra or {})}
+    return _call(sink, "PATCH", url, headers, data)
+
+
+def _final(sink: TusSink, *part_urls: str) -> tuple[int, dict[str, str]]:
+    return _call(sink, "POST", "/files/", {"Upload-Concat": "final;" + " ".join(part_urls)})
+
+
+def _by_url(sink: TusSink) -> dict[str, UploadInfo]:
+    return {info.url: info for info in sink.uploads().values()}
+
+
+# --------------------------------------------------------------------------------------------
+# tuspipe end to end
+# --------------------------------------------------------------------------------------------
+
+
+def test_parallel_upload_makes_four_parts_and_one_final(sink: TusSink, make_file: MakeFile) -> None:
+    size = 3 * MiB + 7  # not a multiple of 4: the parts differ in length
+    path = make_file(size)
+
+    result = tuspipe.upload(path, sink.url, parallel=4, journal=None, chunk_size=256 * KiB)
+
+    assert (result.size, result.offset) == (size, size)
+    uploads = _by_url(sink)
+    partials = [info for info in uploads.values() if info.concat == "partial"]
+    finals = [info for info in uploads.values() if (info.concat or "").startswith("final;")]
+    assert len(uploads) == 5
+    assert len(partials) == 4
+    assert sum(info.length for info in partials) == size
+    assert all(info.offset == info.length > 0 for info in partials)
+    assert len(finals) == 1
+    final = finals[0]
+    assert final.url == result.url
+    assert (final.length, final.offset) == (size, size)
+    assert final.concat is not None
+    listed = final.concat.partition(";")[2].split()
+    assert sorted(listed) == sorted(info.url for info in partials)
+    assert sink.stats.concatenations == 1
+    assert sink.stats.uploads_created == 5
+    assert sink.stats.bytes_received == size
+
+
+def test_plain_upload_with_verified_sha1(checking_sink: TusSink, make_file: MakeFile) -> None:
+    size = 2 * MiB + 3
+    path = make_file(size)
+
+    result = tuspipe.upload(path, checking_sink.url, checksum="sha1", journal=None, chunk_size=MiB)
+
+    assert (result.offset, result.checksum) == (size, "sha1")
+    [info] = checking_sink.uploads().values()
+    assert (info.url, info.length, info.offset, info.concat) == (result.url, size, size, None)
+    assert checking_sink.stats.patches == 3
+    assert checking_sink.stats.concatenations == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Requests one by one
+# --------------------------------------------------------------------------------------------
+
+
+def test_options_lists_concatenation(sink: TusSink) -> None:
+    status, answer = _call(sink, "OPTIONS", "/files/", {})
+    assert status == 204
+    extensions = [name.strip() for name in answer["tus-extension"].split(",")]
+    assert "concatenation" in extensions
+    assert {"creation", "termination", "checksum"} <= set(extensions)
+
+
+def test_partial_upload_head_shows_upload_concat(sink: TusSink) -> None:
+    url = _create_partial(sink, 5)
+    assert _patch(sink, url, 0, b"he")[0] == 204
+    status, answer = _call(sink, "HEAD", url, {})
+    assert status == 200
+    assert answer["upload-concat"] == "partial"
+    assert (answer["upload-offset"], answer["upload-length"]) == ("2", "5")
+
+
+def test_plain_upload_head_has_no_upload_concat(sink: TusSink) -> None:
+    url = _create(sink, {"Upload-Length": "3"})
+    status, answer = _call(sink, "HEAD", url, {})
+    assert status == 200
+    assert "upload-concat" not in answer
+
+
+def test_final_upload_head_patch_and_delete(sink: TusSink) -> None:
+    first, second = _create_partial(sink, 5), _create_partial(sink, 6)
+    assert _patch(sink, first, 0, b"hello")[0] == 204
+    assert _patch(sink, second, 0, b" world")[0] == 204
+    # An absolute URL and a path, as the spec allows both.
+    concat = f"final;{first} /files/{second.rsplit('/', 1)[1]}"
+
+    status, answer = _call(sink, "POST", "/files/", {"Upload-Concat": concat})
+    assert status == 201
+    final = answer["location"]
+    assert final.startswith(sink.url)
+    assert sink.stats.concatenations == 1
+
+    status, answer = _call(sink, "HEAD", final, {})
+    assert status == 200
+    assert answer["upload-concat"] == concat
+    assert (answer["upload-offset"], answer["upload-length"]) == ("11", "11")
+
+    status, _ = _patch(sink, final, 11, b"more")
+    assert status == 403
+    status, _ = _patch(sink, final, 0, b"")
+    assert status == 403
+    assert _by_url(sink)[final].offset == 11
+
+    # The parts remain and can be joined again; the final one can be deleted.
+    assert _final(sink, second, first)[0] == 201
+    assert _call(sink, "DELETE", final, {})[0] == 204
+    assert _call(sink, "HEAD", final, {})[0] == 404
+
+
+def test_final_of_an_unfinished_partial_is_refused(sink: TusSink) -> None:
+    done, unfinished = _create_partial(sink, 4), _create_partial(sink, 10)
+    assert _patch(sink, done, 0, b"abcd")[0] == 204
+    assert _patch(sink, unfinished, 0, b"0123")[0] == 204
+
+    assert _final(sink, done, unfinished)[0] == 400
+    assert _final(sink, unfinished)[0] == 400
+    assert sink.stats.concatenations == 0
+    assert len(sink.uploads()) == 2
+
+    # Once the part is finished, the same request succeeds.
+    assert _patch(sink, unfinished, 4, b"456789")[0] == 204
+    status, answer = _final(sink, done, unfinished)
+    assert status == 201
+    assert _by_url(sink)[answer["location"]].length == 14
+    assert sink.stats.concatenations == 1
+
+
+def test_final_of_an_unknown_upload_is_404(sink: TusSink) -> None:
+    part = _create_partial(sink, 1)
+    assert _patch(sink, part, 0, b"x")[0] == 204
+    unknown = f"{sink.url}{uuid.uuid4().hex}"
+
+    assert _final(sink, part, unknown)[0] == 404
+    assert _final(sink, f"/files/{uuid.uuid4().hex}")[0] == 404
+    # A deleted part is unknown too.
+    assert _call(sink, "DELETE", part, {})[0] == 204
+    assert _final(sink, part)[0] == 404
+    assert sink.stats.concatenations == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "final;",
+        "final;   ",
+        "bogus",
+        "partial;x",
+        "final;http://127.0.0.1:1/files/abc",  # another server
+        "final;ftp://127.0.0.1/files/abc",
+        "final;/elsewhere/abc",
+        "final;files/abc",
+        "final;/files/",
+    ],
+)
+def test_malformed_upload_concat_is_400(sink: TusSink, value: str) -> None:
+    headers = {"Upload-Concat": value}
+    if not value.startswith("final;"):
+        headers["Upload-Length"] = "1"  # a valid creation but for Upload-Concat
+    status, _ = _call(sink, "POST", "/files/", headers)
+    assert status == 400
+    assert sink.uploads() == {}
+
+
+def test_final_must_list_finished_partials_only_and_no_length(sink: TusSink) -> None:
+    plain = _create(sink, {"Upload-Length": "2"})
+    assert _patch(sink, plain, 0, b"ab")[0] == 204
+    part = _create_partial(sink, 2)
+    assert _patch(sink, part, 0, b"cd")[0] == 204
+
+    assert _final(sink, plain)[0] == 400  # not a partial upload
+    status, answer = _final(sink, part)
+    assert status == 201
+    assert _final(sink, answer["location"])[0] == 400  # a final upload is no part either
+    with_length = {"Upload-Concat": f"final;{part}", "Upload-Length": "2"}
+    assert _call(sink, "POST", "/files/", with_length)[0] == 400
+    assert sink.stats.concatenations == 1
+
+
+def test_partial_upload_needs_a_length(sink: TusSink) -> None:
+    status, _ = _call(sink, "POST", "/files/", {"Upload-Concat": "partial"})
+    assert status == 400
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums (verify_checksums=True)
+# --------------------------------------------------------------------------------------------
+
+
+def _sha1(data: bytes) -> str:
+    return "sha1 " + base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def test_wrong_checksum_is_460_and_keeps_the_offset(checking_sink: TusSink) -> None:
+    url = _create(checking_sink, {"Upload-Length": "8"})
+    status, _ = _patch(checking_sink, url, 0, b"abcd", {"Upload-Checksum": _sha1(b"abce")})
+    assert status == 460
+    assert _by_url(checking_sink)[url].offset == 0
+
+    status, answer = _patch(checking_sink, url, 0, b"abcd", {"Upload-Checksum": _sha1(b"abcd")})
+    assert (status, answer["upload-offset"]) == (204, "4")
+
+
+def test_unchecked_sink_accepts_any_checksum(sink: TusSink) -> None:
+    url = _create(sink, {"Upload-Length": "4"})
+    status, answer = _patch(sink, url, 0, b"abcd", {"Upload-Checksum": _sha1(b"nope")})
+    assert (status, answer["upload-offset"]) == (204, "4")
