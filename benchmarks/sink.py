@@ -5,11 +5,14 @@ they serve (they write to disk, parse in JavaScript, buffer in Python), so a cli
 against them measures the server. The sink reads PATCH bodies with ``recv_into`` into one
 reusable buffer per connection and only counts them, so on loopback it drains several GB/s.
 
-What it speaks (tus 1.0.0 core plus creation, termination, checksum and concatenation):
+What it speaks (tus 1.0.0 core plus creation, creation-with-upload, termination, checksum and
+concatenation):
 
 * ``OPTIONS /files/``: 204 with ``Tus-Version``, ``Tus-Extension`` and
   ``Tus-Checksum-Algorithm`` (sha1, sha256, sha512, md5, crc32).
 * ``POST /files/`` with ``Upload-Length``: 201 and an absolute ``Location: .../files/<id>``.
+  With a body of type ``application/offset+octet-stream`` (creation-with-upload), the body is
+  taken as a PATCH at offset 0 and the 201 carries the new ``Upload-Offset``.
 * ``HEAD /files/<id>``: 200 with ``Upload-Offset``, ``Upload-Length``, ``Cache-Control: no-store``
   (and ``Upload-Concat`` for a partial or final upload, as it was sent at creation).
 * ``PATCH /files/<id>`` (``Content-Length`` or chunked body): 204 with the new ``Upload-Offset``;
@@ -94,7 +97,7 @@ logger = logging.getLogger("benchmarks.sink")
 #: The only address the sink ever binds to.
 HOST = "127.0.0.1"
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,termination,checksum,concatenation"
+EXTENSIONS = "creation,creation-with-upload,termination,checksum,concatenation"
 #: Algorithms the sink can verify (and advertises in ``Tus-Checksum-Algorithm``).
 CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512", "md5", "crc32")
 #: Bytes per ``recv_into`` while draining a body; one such buffer exists per connection.
@@ -650,11 +653,30 @@ class TusSink:
             # Upload-Defer-Length is not offered (no creation-defer-length extension).
             return self._reply(conn, request, 400, message="a valid Upload-Length is required")
         upload_id = uuid.uuid4().hex
+        upload = _Upload(length, concat=concat)
         with self._uploads_lock:
-            self._uploads[upload_id] = _Upload(length, concat=concat)
+            self._uploads[upload_id] = upload
         self.stats.add(uploads_created=1)
-        # A body (creation-with-upload) is not offered, so it is dropped and the offset stays 0.
-        return self._reply(conn, request, 201, [("Location", f"{self.url}{upload_id}")])
+        location = ("Location", f"{self.url}{upload_id}")
+        body_length = self._body_length(request)
+        content_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if body_length == 0 or content_type != "application/offset+octet-stream":
+            return self._reply(conn, request, 201, [location])
+        # creation-with-upload: the body is the upload's first bytes, taken as a PATCH at 0.
+        with upload.lock:
+            answer = self._apply_patch(conn, request, upload, 0, body_length, None, None)
+        if answer.status != 204:
+            return self._reply(
+                conn,
+                request,
+                answer.status,
+                answer.headers,
+                answer.message,
+                skip_body=not answer.body_read,
+            )
+        return self._reply(
+            conn, request, 201, [location, ("Upload-Offset", str(upload.offset))], skip_body=False
+        )
 
     def _create_final(self, conn: _Connection, request: _Request, concat: str) -> bool:
         """``Upload-Concat: final;<urls>``: a finished upload as long as its parts together."""

@@ -276,3 +276,37 @@ def test_unchecked_sink_accepts_any_checksum(sink: TusSink) -> None:
     url = _create(sink, {"Upload-Length": "4"})
     status, answer = _patch(sink, url, 0, b"abcd", {"Upload-Checksum": _sha1(b"nope")})
     assert (status, answer["upload-offset"]) == (204, "4")
+
+
+def test_creation_with_upload_stores_the_post_body(sink: TusSink) -> None:
+    status, answer = _call(
+        sink,
+        "POST",
+        "/files/",
+        {"Upload-Length": "10", "Content-Type": OCTETS},
+        b"abcd",
+    )
+    assert (status, answer["upload-offset"]) == (201, "4")
+    status, head = _call(sink, "HEAD", answer["location"], {})
+    assert (status, head["upload-offset"], head["upload-length"]) == (200, "4", "10")
+    assert _patch(sink, answer["location"], 4, b"efghij")[0] == 204
+    assert sink.stats.bytes_received == 10
+
+
+def test_creation_with_upload_refuses_a_body_past_the_length(sink: TusSink) -> None:
+    status, _ = _call(
+        sink, "POST", "/files/", {"Upload-Length": "3", "Content-Type": OCTETS}, b"abcd"
+    )
+    assert status == 413
+
+
+def test_small_files_travel_in_their_post(sink: TusSink, make_file: MakeFile) -> None:
+    paths = [make_file(16 * KiB + index) for index in range(5)]
+    outcomes = tuspipe.upload_many(paths, sink.url, journal=None)
+    assert all(outcome.ok for outcome in outcomes)
+    # One OPTIONS, then each file whole in its creation request: no PATCH request at all.
+    assert sink.stats.requests == 1 + len(paths)
+    assert sink.stats.bytes_received == sum(path.stat().st_size for path in paths)
+    assert sorted(info.offset for info in sink.uploads().values()) == sorted(
+        path.stat().st_size for path in paths
+    )
