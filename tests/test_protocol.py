@@ -102,6 +102,7 @@ EXPECTED_ALL = [
     "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
+    "ChannelStats",
     "ChecksumMismatchError",
     "Client",
     "Journal",

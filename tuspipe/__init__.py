@@ -12,6 +12,7 @@ Inside trio, ``await tuspipe.upload_async(...)`` does the same without blocking.
 from __future__ import annotations
 
 from ._api import upload, upload_async, upload_many, upload_many_async
+from ._channels import ChannelStats
 from ._client import Client
 from ._errors import (
     ChecksumMismatchError,
@@ -72,6 +73,7 @@ __all__ = [
     "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "TUS_VERSION",
+    "ChannelStats",
     "ChecksumMismatchError",
     "Client",
     "Journal",

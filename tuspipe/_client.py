@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ._channels import ChannelStats
 from ._errors import (
     SourceChangedError,
     TusError,
@@ -717,6 +718,7 @@ async def _run_upload(
             await trio.to_thread.run_sync(journal.record_offset, key, new_offset)
 
     final = offset
+    channel_stats: list[ChannelStats] = []
     if stop is None or offset < stop:
         try:
             final = await run_pipeline(
@@ -731,6 +733,7 @@ async def _run_upload(
                 retry=plan.retry,
                 on_acknowledged=acknowledged,
                 declare_length=deferred,
+                channel_stats=channel_stats,
             )
         except SourceChangedError:
             # The upload holds bytes of a file that no longer exists as it was: never resume it.
@@ -751,6 +754,7 @@ async def _run_upload(
         offset=final,
         resumed_from=0 if created else offset,
         checksum=algorithm,
+        channel_stats=tuple(channel_stats),
     )
 
 
@@ -888,8 +892,11 @@ async def _run_parallel(
     if plan.on_progress is not None:
         plan.on_progress(resumed_from, size)
 
+    channel_stats: list[ChannelStats] = []
     if final_url is None:
-        await _upload_parts(transport, source, plan, spans, part_urls, offsets, algorithm)
+        await _upload_parts(
+            transport, source, plan, spans, part_urls, offsets, algorithm, channel_stats
+        )
         final_url, response = await create_with_retries(
             transport,
             concatenation_request(plan.url, part_urls, plan.metadata, plan.headers),
@@ -914,8 +921,22 @@ async def _run_parallel(
     if plan.on_upload_url is not None:
         plan.on_upload_url(final_url)
     return UploadResult(
-        url=final_url, size=size, offset=size, resumed_from=resumed_from, checksum=algorithm
+        url=final_url,
+        size=size,
+        offset=size,
+        resumed_from=resumed_from,
+        checksum=algorithm,
+        channel_stats=_merged_by_name(channel_stats),
     )
+
+
+def _merged_by_name(channel_stats: list[ChannelStats]) -> tuple[ChannelStats, ...]:
+    """One figure per channel name: the parts' pipelines summed."""
+    merged: dict[str, ChannelStats] = {}
+    for stats in channel_stats:
+        known = merged.get(stats.name)
+        merged[stats.name] = stats if known is None else known.merged(stats)
+    return tuple(merged.values())
 
 
 async def _create_parts(
@@ -947,8 +968,10 @@ async def _upload_parts(
     part_urls: list[str],
     offsets: list[int],
     algorithm: str | None,
+    channel_stats: list[ChannelStats],
 ) -> None:
-    """Run one pipeline per unfinished part, all at once; progress is their sum."""
+    """Run one pipeline per unfinished part, all at once; progress is their sum (and the
+    parts' channel figures are collected in `channel_stats`)."""
     size = source.size
 
     async def acknowledged(index: int, new_offset: int) -> None:
@@ -969,6 +992,7 @@ async def _upload_parts(
             settings=plan.settings,
             retry=plan.retry,
             on_acknowledged=partial(acknowledged, index),
+            channel_stats=channel_stats,
         )
 
     await _gather(

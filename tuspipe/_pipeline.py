@@ -31,10 +31,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import trio
 
+from ._channels import (
+    ChannelStats,
+    MeteredReceiveChannel,
+    MeteredSendChannel,
+    open_metered_channel,
+)
 from ._errors import TusError
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._source import Source
@@ -44,6 +50,8 @@ from ._transport import Transport
 __all__ = ["PipelineSettings", "raise_from_group", "run_pipeline"]
 
 logger = logging.getLogger("tuspipe")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ async def run_pipeline(
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     on_acknowledged: Callable[[int], Awaitable[None]],
     declare_length: bool = False,
+    channel_stats: list[ChannelStats] | None = None,
 ) -> int:
     """Upload the source's bytes ``[start, stop)`` to `url`; return the server's final offset.
 
@@ -106,6 +115,8 @@ async def run_pipeline(
 
     `start` must be the server's current offset. `on_acknowledged` is called with each offset
     the server confirms, in increasing order (a newer one may supersede a few older ones).
+    When `channel_stats` is given, the figures of each channel are appended to it, also when
+    the pipeline fails.
     """
     acknowledged = start
 
@@ -114,9 +125,18 @@ async def run_pipeline(
         acknowledged = offset
         await on_acknowledged(offset)
 
+    opened: list[ChannelStats] = []
+
+    def channel(
+        item_type: type[T], name: str, capacity: int
+    ) -> tuple[MeteredSendChannel[T], MeteredReceiveChannel[T]]:
+        send, receive, stats = open_metered_channel(item_type, name, capacity)
+        opened.append(stats)
+        return send, receive
+
     try:
         async with trio.open_nursery() as nursery:
-            chunks_out, chunks_in = trio.open_memory_channel[Chunk](0)
+            chunks_out, chunks_in = channel(Chunk, "chunks", 0)
             nursery.start_soon(
                 partial(
                     chunker,
@@ -129,7 +149,7 @@ async def run_pipeline(
                 )
             )
             if algorithm is not None:
-                hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)
+                hashed_out, hashed_in = channel(Chunk, "hashed", 0)
                 nursery.start_soon(
                     partial(
                         checksummer,
@@ -141,12 +161,12 @@ async def run_pipeline(
                     )
                 )
                 chunks_in = hashed_in
-            blocks_out, blocks_in = trio.open_memory_channel[Block](settings.read_ahead)
+            blocks_out, blocks_in = channel(Block, "blocks", settings.read_ahead)
             nursery.start_soon(
                 partial(reader, chunks_in, blocks_out, source=source, read_size=settings.read_size)
             )
             # Roomy, so the sender hardly ever waits for the reporter, which coalesces anyway.
-            acks_out, acks_in = trio.open_memory_channel[int](64)
+            acks_out, acks_in = channel(int, "acks", 64)
             nursery.start_soon(
                 partial(
                     sender,
@@ -169,4 +189,15 @@ async def run_pipeline(
             raise  # Cancelled or KeyboardInterrupt: trio and the caller deal with those
         logger.debug("pipeline failed at offset %d", acknowledged, exc_info=group)
         raise_from_group(group)
+    finally:
+        if channel_stats is not None:
+            channel_stats.extend(opened)
+        for stats in opened:
+            logger.debug(
+                "channel %s: %d items, producer blocked %.3f s, consumer waited %.3f s",
+                stats.name,
+                stats.items,
+                stats.send_wait,
+                stats.receive_wait,
+            )
     return acknowledged

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._body import BodyPart, FileSpan
+from ._channels import ReceiveEnd, SendEnd
 from ._errors import ChecksumMismatchError, OffsetMismatchError, ProtocolError, TusError
 from ._protocol import (
     Request,
@@ -131,7 +132,7 @@ async def digest_range(
 
 
 async def chunker(
-    outbound: trio.MemorySendChannel[Chunk],
+    outbound: SendEnd[Chunk],
     *,
     source: Source,
     start: int,
@@ -164,8 +165,8 @@ async def chunker(
 
 
 async def checksummer(
-    inbound: trio.MemoryReceiveChannel[Chunk],
-    outbound: trio.MemorySendChannel[Chunk],
+    inbound: ReceiveEnd[Chunk],
+    outbound: SendEnd[Chunk],
     *,
     source: Source,
     algorithm: str,
@@ -184,8 +185,8 @@ async def checksummer(
 
 
 async def reader(
-    inbound: trio.MemoryReceiveChannel[Chunk],
-    outbound: trio.MemorySendChannel[Block],
+    inbound: ReceiveEnd[Chunk],
+    outbound: SendEnd[Block],
     *,
     source: Source,
     read_size: int,
@@ -227,9 +228,7 @@ class _BlockCursor:
     again from the source; stream bytes the server already holds are skipped.
     """
 
-    def __init__(
-        self, blocks: trio.MemoryReceiveChannel[Block], source: Source, read_size: int
-    ) -> None:
+    def __init__(self, blocks: ReceiveEnd[Block], source: Source, read_size: int) -> None:
         self._blocks = blocks
         self._source = source
         self._read_size = read_size
@@ -311,8 +310,8 @@ class _Stalemate:
 
 
 async def sender(
-    inbound: trio.MemoryReceiveChannel[Block],
-    acknowledged: trio.MemorySendChannel[int],
+    inbound: ReceiveEnd[Block],
+    acknowledged: SendEnd[int],
     *,
     transport: Transport,
     url: str,
@@ -448,7 +447,7 @@ async def _recover(
 
 
 async def reporter(
-    inbound: trio.MemoryReceiveChannel[int],
+    inbound: ReceiveEnd[int],
     *,
     on_acknowledged: Callable[[int], Awaitable[None]],
 ) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
+from ._channels import ChannelStats
 from ._journal import Journal
 
 __all__ = [
@@ -54,6 +55,9 @@ class UploadResult:
         offset: the server's offset when the call ended (``size`` unless ``stop_at`` was used).
         resumed_from: bytes that were already on the server when the call began.
         checksum: the checksum algorithm used, or None.
+        channel_stats: how the pipeline's channels were used during this call (who waited
+            on whom; see :class:`ChannelStats`), for tuning and benchmarks. Empty when no
+            PATCH was needed; summed over the parts of a parallel upload.
     """
 
     url: str
@@ -61,6 +65,7 @@ class UploadResult:
     offset: int
     resumed_from: int
     checksum: str | None = None
+    channel_stats: tuple[ChannelStats, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def complete(self) -> bool:
