@@ -54,6 +54,9 @@ class PatternSource:
     def span_at(self, offset: int, length: int) -> None:
         return None
 
+    def read_now(self, offset: int, length: int) -> None:
+        return None
+
     def close(self) -> None:
         pass
 

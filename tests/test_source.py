@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tuspipe import SourceChangedError, TusError, UsageError
 from tuspipe._source import Source, SourceLike, open_source
+from tuspipe._stages import INLINE_READ_LIMIT, read_bytes
 
 DATA = bytes(range(256)) * 4 + b"tail"
 
@@ -665,3 +666,63 @@ async def test_closing_a_one_pass_source_drops_what_it_holds() -> None:
     assert vars(source)["_blocks"]  # 50 bytes held
     source.close()
     assert not vars(source)["_blocks"]  # none any more
+
+
+# --------------------------------------------------------------------------------------------
+# read_now: reads that cannot block, done without a worker thread
+# --------------------------------------------------------------------------------------------
+
+
+def test_read_now_of_a_cached_file_equals_read_at(tmp_path: pathlib.Path) -> None:
+    data = os.urandom(100_000)
+    path = tmp_path / "cached.bin"
+    path.write_bytes(data)
+    source = open_source(path)
+    try:
+        source.read_at(0, len(data))  # now surely in the page cache
+        assert source.read_now(10, 5000) == data[10:5010]
+        assert source.read_now(99_000, 5000) is None  # past the end: read_at must explain
+    finally:
+        source.close()
+
+
+def test_read_now_notices_a_changed_file(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "changing.bin"
+    path.write_bytes(b"x" * 1000)
+    source = open_source(path)
+    try:
+        with path.open("ab") as stream:
+            stream.write(b"more")
+        with pytest.raises(SourceChangedError):
+            source.read_now(0, 100)
+    finally:
+        source.close()
+
+
+def test_read_now_of_bytes_and_streams_is_read_at() -> None:
+    assert open_source(b"abcdef").read_now(2, 3) == b"cde"
+    assert open_source(io.BytesIO(b"abcdef")).read_now(2, 3) is None  # a caller's stream
+
+
+async def test_small_reads_skip_the_worker_thread(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * INLINE_READ_LIMIT)
+    path = tmp_path / "small.bin"
+    path.write_bytes(data)
+    source = open_source(path)
+    threads = []
+    real = trio.to_thread.run_sync
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        threads.append(args[0])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    try:
+        assert await read_bytes(source, 5, INLINE_READ_LIMIT) == data[5 : 5 + INLINE_READ_LIMIT]
+        assert threads == []
+        assert await read_bytes(source, 0, 2 * INLINE_READ_LIMIT) == data[: 2 * INLINE_READ_LIMIT]
+        assert len(threads) == 1  # a large read still goes to a worker thread
+    finally:
+        source.close()

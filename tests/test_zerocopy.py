@@ -106,7 +106,7 @@ async def test_a_copied_stand_in_is_refused_not_sent(tmp_path: Path) -> None:
     path.write_bytes(os.urandom(1000))
     inner = RecordingStream()
     stream = _SendfileStream(inner)  # type: ignore[arg-type]
-    with body_route() as route:
+    with body_route(has_body=True) as route:
         await stream.write(b"PATCH / HTTP/1.1\r\n\r\n")  # the headers: the route learns of it
         assert route.stream is stream
         body = route_body(_spans(path, 1000, 400), route)
@@ -114,7 +114,33 @@ async def test_a_copied_stand_in_is_refused_not_sent(tmp_path: Path) -> None:
         assert len(stand_in) == 400
         with pytest.raises(ZeroCopyError, match="copied"):
             await stream.write(bytes(bytearray(stand_in)))  # an equal copy, not the object
-    assert inner.writes == [b"PATCH / HTTP/1.1\r\n\r\n"]  # the zeros never went out
+    assert inner.writes == []  # neither the zeros nor the head went out
+    inner.socket.close()
+
+
+async def test_the_head_leaves_with_a_small_body_in_one_write() -> None:
+    inner = RecordingStream()
+    stream = _SendfileStream(inner)  # type: ignore[arg-type]
+    head, body = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", b"hello"
+    with body_route(has_body=True):
+        await stream.write(head)
+        assert inner.writes == []  # kept back for the body
+        await stream.write(body)
+        await stream.write(b"")  # h11's end of message
+    assert inner.writes == [head + body, b""]
+    with body_route(has_body=False):
+        await stream.write(b"HEAD / HTTP/1.1\r\n\r\n")  # no body to wait for
+    assert inner.writes[-1] == b"HEAD / HTTP/1.1\r\n\r\n"
+    inner.socket.close()
+
+
+async def test_a_held_head_goes_out_even_when_the_body_is_empty() -> None:
+    inner = RecordingStream()
+    stream = _SendfileStream(inner)  # type: ignore[arg-type]
+    with body_route(has_body=True):
+        await stream.write(b"PATCH / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        await stream.write(b"")
+    assert inner.writes == [b"PATCH / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]
     inner.socket.close()
 
 

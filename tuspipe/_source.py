@@ -72,6 +72,11 @@ class Source(Protocol):
         transport may send without reading; None when the source is not a plain file."""
         ...
 
+    def read_now(self, offset: int, length: int) -> bytes | None:
+        """``read_at``, when it cannot block: the bytes are in memory or in the page cache.
+        None when reading them might wait (then ``read_at`` belongs in a worker thread)."""
+        ...
+
     async def ensure(self, end: int) -> int:
         """Make the bytes up to `end` readable; return how many of them exist (``min(end,
         size)``). A one-pass source reads on, waiting while it holds as much as it may."""
@@ -98,12 +103,19 @@ class _RandomAccess:
     def span_at(self, offset: int, length: int) -> FileSpan | None:
         return None
 
+    def read_now(self, offset: int, length: int) -> bytes | None:
+        return None
+
 
 def _short_read(name: str, offset: int, wanted: int, got: int) -> SourceChangedError:
     return SourceChangedError(
         f"{name} ended early: wanted {wanted} bytes at offset {offset}, got {got}; "
         "did the file shrink during the upload?"
     )
+
+
+# preadv2's flag for "only what is cached" (Linux 4.14 and later).
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class _DescriptorSource(_RandomAccess):
@@ -153,6 +165,20 @@ class _DescriptorSource(_RandomAccess):
             check_unchanged=self.check_unchanged,
             short_read=functools.partial(self._short_read_at, offset, length),
         )
+
+    def read_now(self, offset: int, length: int) -> bytes | None:
+        if _RWF_NOWAIT is None:
+            return None
+        buffer = bytearray(length)
+        try:
+            # RWF_NOWAIT: only what the page cache holds; EAGAIN rather than wait for a disk.
+            got = os.preadv(self._fd, [buffer], self._base + offset, _RWF_NOWAIT)
+        except OSError:  # EAGAIN (not cached), or a kernel or file system without the flag
+            return None
+        if got != length:
+            return None  # partly cached, or the file ended early: read_at knows what to do
+        self.check_unchanged()
+        return bytes(buffer)
 
     def _short_read_at(self, offset: int, length: int, got: int) -> SourceChangedError:
         return _short_read(self.name, offset, length, got)
@@ -216,6 +242,9 @@ class _BytesSource(_RandomAccess):
         if len(data) < length:
             raise _short_read(self.name, offset, length, len(data))
         return data
+
+    def read_now(self, offset: int, length: int) -> bytes:
+        return self.read_at(offset, length)
 
     def close(self) -> None:
         self._view.release()
@@ -364,6 +393,10 @@ class _OnePassSource:
     def span_at(self, offset: int, length: int) -> None:
         """Bytes of a stream live in memory, not in a file."""
         return None
+
+    def read_now(self, offset: int, length: int) -> bytes:
+        """What a one-pass source holds is in memory: reading it never waits."""
+        return self.read_at(offset, length)
 
     def close(self) -> None:
         """The caller owns the stream or iterator; it is left as it is."""

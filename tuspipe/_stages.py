@@ -115,10 +115,26 @@ def _hash_range(source: Source, offset: int, length: int, algorithm: str, read_s
     return hasher.digest()
 
 
+# Reads up to this size are done on the event loop when the source says they cannot block:
+# a worker thread's round trip costs more than such a read (the cost of many small files).
+INLINE_READ_LIMIT = 64 * 1024
+
+
+async def read_bytes(source: Source, offset: int, length: int) -> bytes:
+    """``source.read_at(offset, length)``: in a worker thread, unless it is small and cannot
+    block (the bytes are in memory or the page cache)."""
+    if length <= INLINE_READ_LIMIT:
+        data = source.read_now(offset, length)
+        if data is not None:
+            await trio.lowlevel.checkpoint()
+            return data
+    return await trio.to_thread.run_sync(source.read_at, offset, length)
+
+
 async def read_range(source: Source, start: int, end: int, read_size: int) -> AsyncIterator[bytes]:
-    """The source's bytes ``[start, end)``, read in worker threads `read_size` at a time."""
+    """The source's bytes ``[start, end)``, `read_size` at a time (see :func:`read_bytes`)."""
     for offset, length in _spans(start, end, read_size):
-        yield await trio.to_thread.run_sync(source.read_at, offset, length)
+        yield await read_bytes(source, offset, length)
 
 
 async def digest_range(
@@ -206,7 +222,7 @@ async def reader(
 async def _read_block(source: Source, offset: int, length: int) -> BodyPart:
     span = source.span_at(offset, length) if offset + length != source.size else None
     if span is None:
-        return await trio.to_thread.run_sync(source.read_at, offset, length)
+        return await read_bytes(source, offset, length)
     await trio.to_thread.run_sync(span.prefetch)
     return span
 

@@ -245,7 +245,7 @@ class Transport:
         if self._method_override and method in ("PATCH", "DELETE"):
             method, headers = "POST", [*headers, ("X-HTTP-Method-Override", request.method)]
         logger.debug("%s %s", request.method, request.url)
-        with body_route() as route, _mapped_errors(request):
+        with body_route(body is not None) as route, _mapped_errors(request):
             http_request = self._client.build_request(
                 method,
                 request.url,

@@ -9,7 +9,8 @@ client therefore runs on a connection pool whose plain-TCP streams can send a
 1. :func:`body_route` gives each request a :class:`BodyRoute`, held in a context variable, so
    the network stream that writes the request (in the same task) can see it.
 2. When one of our streams writes the request's headers, it enters itself in the route: the
-   body may now use it.
+   body may now use it. It keeps the headers back until the body's first write, so that a
+   small request leaves in one send.
 3. For each span, :func:`route_body` yields a stand-in, a zero-filled ``bytes`` of the span's
    length (h11 counts it against Content-Length and passes the very same object on), after
    noting the pair in the route.
@@ -46,9 +47,12 @@ class ZeroCopyError(RuntimeError):
 class BodyRoute:
     """What one request's body and the stream writing it know of each other."""
 
-    def __init__(self) -> None:
+    def __init__(self, has_body: bool = False) -> None:
+        self.has_body = has_body
         self.stream: _SendfileStream | None = None  # set when one of ours writes the headers
         self.pending: tuple[bytes, FileSpan] | None = None  # stand-in awaiting its write
+        # The request head, kept back to leave with the body's first bytes (one segment).
+        self.held_head: bytes | None = None
 
 
 _current_route: contextvars.ContextVar[BodyRoute | None] = contextvars.ContextVar(
@@ -57,9 +61,9 @@ _current_route: contextvars.ContextVar[BodyRoute | None] = contextvars.ContextVa
 
 
 @contextmanager
-def body_route() -> Iterator[BodyRoute]:
+def body_route(has_body: bool) -> Iterator[BodyRoute]:
     """A fresh route for the request about to be sent in this task."""
-    route = BodyRoute()
+    route = BodyRoute(has_body)
     token = _current_route.set(route)
     try:
         yield route
@@ -100,6 +104,10 @@ async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncI
                 raise ZeroCopyError("a file span's stand-in was never written to the socket")
 
 
+# Bodies up to this size are joined to the request head (a copy); larger ones follow it.
+_JOIN_LIMIT = 256 * 1024
+
+
 class _SendfileStream(httpcore.AsyncNetworkStream):
     """A plain TCP stream that sends file spans with ``sendfile()``; all else goes to the
     trio stream it wraps."""
@@ -110,19 +118,36 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         route = _current_route.get()
-        if route is not None:
+        if route is None:
+            await self._inner.write(buffer, timeout)
+            return
+        if route.stream is None and route.has_body:
+            # The request head: kept back, so that head and body leave in one send (for a
+            # small upload that is one segment, and one wakeup of the server, instead of two).
             route.stream = self
-            if route.pending is not None:
-                stand_in, span = route.pending
-                route.pending = None
-                if buffer is not stand_in:
-                    raise ZeroCopyError(
-                        "a file span's stand-in was copied on its way to the socket; "
-                        "refusing to send it"
-                    )
-                await self._send_span(span, timeout)
-                return
-        await self._inner.write(buffer, timeout)
+            route.held_head = buffer
+            await trio.lowlevel.checkpoint()
+            return
+        route.stream = self
+        head, route.held_head = route.held_head, None
+        if route.pending is not None:
+            stand_in, span = route.pending
+            route.pending = None
+            if buffer is not stand_in:
+                raise ZeroCopyError(
+                    "a file span's stand-in was copied on its way to the socket; "
+                    "refusing to send it"
+                )
+            if head is not None:
+                await self._inner.write(head, timeout)
+            await self._send_span(span, timeout)
+        elif head is None:
+            await self._inner.write(buffer, timeout)
+        elif len(buffer) <= _JOIN_LIMIT:
+            await self._inner.write(head + buffer, timeout)
+        else:
+            await self._inner.write(head, timeout)
+            await self._inner.write(buffer, timeout)
 
     async def _send_span(self, span: FileSpan, timeout: float | None) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
