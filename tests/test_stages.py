@@ -50,6 +50,7 @@ from tuspipe._stages import (
     _BlockCursor,
     checksummer,
     chunker,
+    digest_range,
     reader,
     reporter,
     sender,
@@ -281,9 +282,12 @@ async def feed(outbound: trio.MemorySendChannel[Any], items: list[Any]) -> None:
 
 @pytest.mark.parametrize("algorithm", CHECKSUM_ALGORITHMS)
 @pytest.mark.parametrize("read_size", [7, 100, 4096])
-async def test_checksummer_attaches_digest_of_each_span(algorithm: str, read_size: int) -> None:
+@pytest.mark.parametrize("kind", ["bytes", "file"])
+async def test_checksummer_attaches_digest_of_each_span(
+    algorithm: str, read_size: int, kind: str, tmp_path: pathlib.Path
+) -> None:
     data = random_bytes(400)
-    source = open_source(data)
+    source = make_source(data, kind, tmp_path)
     chunks = [Chunk(0, 100), Chunk(100, 100), Chunk(200, 64), Chunk(264, 1), Chunk(265, 135)]
     chunks_out, chunks_in = trio.open_memory_channel[Chunk](0)
     hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)
@@ -2253,3 +2257,10 @@ def test_upload_blocking_resumes_from_the_journal(data_file: pathlib.Path) -> No
     assert second.url == first.url
     assert second.resumed_from == 300
     assert server.data_of(first.url) == DATA
+
+
+async def test_checksummer_notices_a_file_that_shrank(tmp_path: pathlib.Path) -> None:
+    source = make_source(random_bytes(400), "file", tmp_path)
+    os.truncate(tmp_path / "source.bin", 150)
+    with pytest.raises(tuspipe.SourceChangedError):
+        await digest_range(source, 100, 100, "sha1", 30)

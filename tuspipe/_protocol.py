@@ -400,7 +400,7 @@ def decode_metadata(value: str) -> dict[str, bytes]:
 class Hasher(Protocol):
     """The part of hashlib's interface the checksummer uses."""
 
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
 
     def digest(self) -> bytes: ...
 
@@ -411,7 +411,7 @@ class _Crc32:
     def __init__(self) -> None:
         self._value = 0
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
         self._value = zlib.crc32(data, self._value)
 
     def digest(self) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,7 @@ from ._body import BodyPart, FileSpan
 from ._channels import ReceiveEnd, SendEnd
 from ._errors import ChecksumMismatchError, OffsetMismatchError, ProtocolError, TusError
 from ._protocol import (
+    Hasher,
     Request,
     Response,
     checksum_header,
@@ -110,9 +112,28 @@ def _spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
 
 def _hash_range(source: Source, offset: int, length: int, algorithm: str, read_size: int) -> bytes:
     hasher = new_hasher(algorithm)
-    for piece_offset, piece_length in _spans(offset, offset + length, read_size):
-        hasher.update(source.read_at(piece_offset, piece_length))
+    span = source.span_at(offset, length)
+    if span is None:
+        for piece_offset, piece_length in _spans(offset, offset + length, read_size):
+            hasher.update(source.read_at(piece_offset, piece_length))
+    else:
+        _hash_span(span, hasher, read_size)
     return hasher.digest()
+
+
+def _hash_span(span: FileSpan, hasher: Hasher, read_size: int) -> None:
+    """Hash a file span through one reused buffer (no new bytes object per read)."""
+    buffer = bytearray(min(read_size, span.length))
+    view = memoryview(buffer)
+    done = 0
+    while done < span.length:
+        wanted = min(len(buffer), span.length - done)
+        got = os.preadv(span.fd, [view[:wanted]], span.file_offset + done)
+        if got == 0:
+            raise span.short_read(done)
+        hasher.update(view[:got])
+        done += got
+    span.check_unchanged()
 
 
 # Reads up to this size are done on the event loop when the source says they cannot block:
