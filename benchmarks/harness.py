@@ -1,0 +1,579 @@
+"""The benchmark harness of issue 7: ``python -m benchmarks`` (``--help`` lists the options).
+
+It uploads the same data with tuspipe, tuspy 1.1.0 and a ceiling (curl, and a raw-socket
+``sendfile()`` PATCH) to one tus server: the local discard sink of :mod:`benchmarks.sink`,
+started in its own process, or ``--url`` (loopback only). Every run is a fresh Python (or
+curl) process, so its peak RSS (its own ``VmHWM``) and CPU time belong to one upload; runs
+are interleaved, round-robin over all the configurations, repeat after repeat, in alternating
+order, so a noisy neighbour on the machine hits every client alike.
+
+Workloads (``--workloads``, default all):
+
+* ``defaults``: each client with no settings at all, and the ceiling (curl, sendfile);
+* ``chunks``: chunk sizes 1, 8, 64 MiB and the whole file, checksum off (tuspipe, tuspy);
+* ``checksums``: the same chunk sizes with sha1 (tuspipe, tuspy) and crc32 (tuspipe only);
+* ``parallel``: tuspipe with 1, 2 and 4 parts (needs the concatenation extension);
+* ``many``: 1000 files of 16 KiB, ``tuspipe.upload_many`` against a loop of tuspy uploads;
+* ``stream``: tuspipe reading a one-pass stream (a generator, a pipe) of the test file
+  (needs creation-defer-length).
+
+The report: the machine, a table (MB/s, files/s, CPU s/GiB, peak RSS, ratios to tuspy and
+curl), the pipeline's channel statistics per tuspipe row, the targets of issue 7 (PASS/FAIL
+with the figures), and the files written: ``<out>/bench-<time>.csv`` (one line per run),
+``...-summary.csv`` (one line per row), ``.png`` (throughput against chunk size) and ``.txt``
+(the report itself). ``--tune`` (see :mod:`benchmarks.tune`) sweeps tuspipe's settings.
+
+Exit status: 0 when every run passed its checks (whatever the targets say), 1 when a run
+failed (its upload incomplete, the client crashed, a timeout), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ._http import LoopbackHttp, NotLoopbackError, ServerInfo, probe_server, require_loopback
+from ._report import (
+    evaluate_targets,
+    plot_series,
+    render_channels,
+    render_table,
+    render_targets,
+    summarize,
+    write_plot,
+    write_runs_csv,
+    write_summary_csv,
+)
+from ._runs import (
+    ROOT,
+    MiB,
+    Runner,
+    RunResult,
+    Setting,
+    find_curl,
+    format_size,
+    make_test_data,
+)
+from .core import parse_size
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZES",
+    "WORKLOADS",
+    "Report",
+    "describe_machine",
+    "main",
+    "parse_args",
+    "plan_settings",
+    "schedule",
+]
+
+WORKLOADS = ("defaults", "chunks", "checksums", "parallel", "many", "stream")
+DEFAULT_CHUNK_SIZES = (1 * MiB, 8 * MiB, 64 * MiB)
+DEFAULT_SIZE = 1024 * MiB
+DEFAULT_REPEAT = 3
+DEFAULT_MANY_FILES = 1000
+DEFAULT_MANY_SIZE = 16 * 1024
+#: --quick: a fast look (about a minute on 2 cores): a smaller file, one run, fewer settings.
+QUICK_SIZE = 256 * MiB
+QUICK_REPEAT = 1
+QUICK_CHUNK_SIZES = (1 * MiB, 8 * MiB)
+QUICK_MANY_FILES = 250
+TUNE_SIZE = 256 * MiB
+PARALLEL_PARTS = (1, 2, 4)
+DEFAULT_OUT = ROOT / "benchmarks" / "results"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
+    if not sizes:
+        raise argparse.ArgumentTypeError("give at least one size, e.g. 1MiB,8MiB,64MiB")
+    return sizes
+
+
+def _workload_list(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if names == ("all",):
+        return WORKLOADS
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload(s) {', '.join(unknown) or '(none)'}; choose from "
+            f"{','.join(WORKLOADS)} or all"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark tuspipe against tuspy 1.1.0 and a curl / sendfile() ceiling on "
+        "one loopback tus server (the local discard sink unless --url), each run in a fresh "
+        "process, interleaved; print a table, the pipeline's channel statistics and the "
+        "targets of issue 7; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
+        "settings instead and recommend the fastest.",
+        epilog=f"Workloads: {', '.join(WORKLOADS)}. Exit status: 0 when every run passed its "
+        "checks (the targets do not change it), 1 when a run failed, 2 for bad arguments.",
+    )
+    target = parser.add_argument_group("server")
+    target.add_argument(
+        "--url",
+        help="a tus creation URL on a loopback address (default: start the local discard "
+        "sink, benchmarks/sink.py, in its own process)",
+    )
+    target.add_argument(
+        "--verify-checksums",
+        action="store_true",
+        help="make the local sink verify every Upload-Checksum (adds server work to the runs)",
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--workloads",
+        type=_workload_list,
+        default=WORKLOADS,
+        metavar="LIST",
+        help=f"comma-separated, default all: {','.join(WORKLOADS)}",
+    )
+    what.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="SIZE",
+        help="test file size: 1GiB (default; --quick and --tune 256MiB)",
+    )
+    what.add_argument(
+        "--repeat",
+        type=_positive,
+        metavar="N",
+        help=f"runs per configuration (default {DEFAULT_REPEAT}; --quick {QUICK_REPEAT}); "
+        "speeds are medians, peak RSS the maximum",
+    )
+    what.add_argument(
+        "--chunk-sizes",
+        type=_size_list,
+        metavar="LIST",
+        help="chunk sizes of the chunks/checksums workloads (default 1MiB,8MiB,64MiB; --quick "
+        "1MiB,8MiB); the whole file is always added; sizes not below the file size are dropped",
+    )
+    what.add_argument(
+        "--many-files",
+        type=_positive,
+        metavar="N",
+        help=f"files in the many workload (default {DEFAULT_MANY_FILES}; --quick "
+        f"{QUICK_MANY_FILES})",
+    )
+    what.add_argument(
+        "--many-size",
+        type=parse_size,
+        metavar="SIZE",
+        default=DEFAULT_MANY_SIZE,
+        help="size of each of those files (default 16KiB)",
+    )
+    what.add_argument(
+        "--many-concurrency",
+        type=_positive,
+        metavar="N",
+        help="tuspipe.upload_many's concurrency (default: tuspipe's own default)",
+    )
+    what.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a fast look: {format_size(QUICK_SIZE)}, {QUICK_REPEAT} run each, chunk sizes "
+        f"1MiB,8MiB, {QUICK_MANY_FILES} small files (explicit options still win)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        default=DEFAULT_OUT,
+        help="folder for the CSVs, PNG and report text (default benchmarks/results/)",
+    )
+    out.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="the per-run CSV (default <out>/bench-<time>.csv); the per-row summary goes "
+        "next to it as <name>-summary.csv",
+    )
+    out.add_argument(
+        "--png", type=Path, metavar="FILE", help="the plot (default <out>/bench-<time>.png)"
+    )
+    misc = parser.add_argument_group("other")
+    misc.add_argument("--tmpdir", type=Path, metavar="DIR", help="where the test files are written")
+    misc.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds before a run is killed (600)",
+    )
+    misc.add_argument("--curl", metavar="PATH", help="the curl executable (default: curl on PATH)")
+    misc.add_argument(
+        "--tune",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="sweep tuspipe's chunk size, read-ahead, read size, parallelism and checksum "
+        "against URL (loopback only; without URL, the local sink) and recommend settings",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments; exits 2 with a message for bad ones (non-loopback
+    URLs included)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("url", "tune"):
+        value = getattr(args, name)
+        if value:
+            try:
+                require_loopback(value)
+            except NotLoopbackError as exc:
+                parser.error(str(exc))
+    if args.url and args.tune:
+        parser.error("give the server either as --url or as --tune URL, not both")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    tuning = args.tune is not None
+    if args.size is None:
+        args.size = TUNE_SIZE if tuning else QUICK_SIZE if args.quick else DEFAULT_SIZE
+    if args.repeat is None:
+        args.repeat = QUICK_REPEAT if args.quick else DEFAULT_REPEAT
+    if args.chunk_sizes is None:
+        args.chunk_sizes = QUICK_CHUNK_SIZES if args.quick else DEFAULT_CHUNK_SIZES
+    if args.many_files is None:
+        args.many_files = QUICK_MANY_FILES if args.quick else DEFAULT_MANY_FILES
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# What runs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The settings to run, and the ones left out with the reason."""
+
+    settings: list[Setting]
+    left_out: list[str]
+
+
+def plan_settings(
+    workloads: Sequence[str],
+    *,
+    size: int,
+    chunk_sizes: Sequence[int],
+    server: ServerInfo,
+    curl: str | None,
+    many_concurrency: int | None = None,
+) -> Plan:
+    """The rows to measure, tuspipe next to its tuspy counterpart, in workload order."""
+    settings: list[Setting] = []
+    left_out: list[str] = []
+    # A chunk as large as the file is the whole-file row already.
+    chunks = sorted({chunk for chunk in chunk_sizes if chunk < size})
+    dropped = sorted(set(chunk_sizes) - set(chunks))
+    if dropped and ("chunks" in workloads or "checksums" in workloads):
+        left_out.append(
+            f"chunk size(s) {', '.join(map(format_size, dropped))}: not below the "
+            f"{format_size(size)} file, so the same as the whole-file rows"
+        )
+    if "defaults" in workloads:
+        settings += [Setting("defaults", "tuspipe", bare=True), Setting("defaults", "tuspy")]
+        if curl is not None:
+            settings.append(Setting("defaults", "curl"))
+        else:
+            left_out.append("defaults curl (the ceiling): curl is not installed (see --curl)")
+        if server.url.startswith("http://"):
+            settings.append(Setting("defaults", "sendfile"))
+        else:
+            left_out.append("defaults sendfile: the raw-socket ceiling speaks plain http only")
+    shapes: list[tuple[int | None, bool]] = [(chunk, False) for chunk in chunks] + [(None, True)]
+    if "chunks" in workloads:
+        for chunk, whole in shapes:
+            for client in ("tuspipe", "tuspy"):
+                settings.append(Setting("chunks", client, chunk_size=chunk, whole=whole))
+    if "checksums" in workloads:
+        for algorithm, clients in (("sha1", ("tuspipe", "tuspy")), ("crc32", ("tuspipe",))):
+            if not server.offers_checksum(algorithm):
+                left_out.append(f"checksums {algorithm}: the server does not offer {algorithm}")
+                continue
+            for chunk, whole in shapes:
+                for client in clients:
+                    settings.append(
+                        Setting(
+                            "checksums", client, chunk_size=chunk, whole=whole, checksum=algorithm
+                        )
+                    )
+    if "parallel" in workloads:
+        for parts in PARALLEL_PARTS:
+            if parts > 1 and not server.supports("concatenation"):
+                left_out.append(
+                    f"parallel {parts}: the server does not offer concatenation (tuspipe would "
+                    "upload in one piece)"
+                )
+                continue
+            settings.append(Setting("parallel", "tuspipe", parallel=parts))
+    if "many" in workloads:
+        settings += [
+            Setting("many", "tuspipe", source="files", concurrency=many_concurrency),
+            Setting("many", "tuspy", source="files"),
+        ]
+    if "stream" in workloads:
+        if server.supports("creation-defer-length"):
+            settings += [
+                Setting("stream", "tuspipe", source="generator"),
+                Setting("stream", "tuspipe", source="pipe"),
+            ]
+        else:
+            left_out.append(
+                "stream (generator, pipe): the server does not offer creation-defer-length, "
+                "which an upload of unknown length needs"
+            )
+    return Plan(settings, left_out)
+
+
+def schedule(settings: Sequence[Setting], repeats: int) -> Iterator[tuple[int, Setting]]:
+    """Every run: all settings round-robin, repeat after repeat, each repeat in the opposite
+    order of the one before, so no client always runs first or after the same neighbour."""
+    for repeat in range(repeats):
+        order = settings if repeat % 2 == 0 else list(reversed(settings))
+        for setting in order:
+            yield repeat, setting
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+
+class Report:
+    """Prints to the terminal and keeps a copy for the report file."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self.lines: list[str] = []
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self._stream, flush=True)
+        self.lines.append(text)
+
+    def save(self, path: Path) -> None:
+        path.write_text("\n".join(self.lines) + "\n", encoding="utf-8")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("tuspipe", "tuspy", "httpx", "trio", "requests"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} missing")
+    return ", ".join(found)
+
+
+def _curl_version(curl: str | None) -> str:
+    if curl is None:
+        return "curl not installed"
+    try:
+        said = subprocess.run(
+            [curl, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError as exc:
+        return f"curl unusable ({exc})"
+    words = said.split()
+    return " ".join(words[:2]) if len(words) >= 2 else "curl (version unknown)"
+
+
+def load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def describe_machine(argv: Sequence[str], curl: str | None) -> list[str]:
+    """The lines RESULTS.md quotes: when, where, with what, and the exact command."""
+    return [
+        f"  date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"  command: python -m benchmarks {shlex.join(argv)}".rstrip(),
+        f"  machine: {_cpu_model()}, {os.cpu_count()} CPUs, load average {load_average()}, "
+        f"{platform.system()} {platform.release()}",
+        f"  software: {platform.python_implementation()} {platform.python_version()}, "
+        f"{_versions()}, {_curl_version(curl)}",
+    ]
+
+
+def _progress(number: int, total: int, run: RunResult) -> str:
+    setting = run.setting
+    head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<44}"
+    if not run.ok:
+        return f"{head} FAILED: {(run.error or '').splitlines()[0]}"
+    speed = f"{run.mb_per_s or 0:7.0f} MB/s"
+    if setting.source == "files":
+        speed += f" {run.files_per_s or 0:6.0f} files/s"
+    cpu = f"{run.cpu_per_gib:5.2f} CPU s/GiB" if run.cpu_per_gib is not None else ""
+    rss = "" if run.peak_rss_kib is None else f"{run.peak_rss_kib / 1024:7.1f} MiB"
+    return f"{head} {speed}  {cpu}  {rss}"
+
+
+def _output_paths(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
+    """The per-run CSV, summary CSV, PNG and report text paths (folders created)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs_csv: Path = args.csv or args.out / f"bench-{stamp}.csv"
+    summary_csv = runs_csv.with_name(runs_csv.stem + "-summary.csv")
+    png: Path = args.png or args.out / f"bench-{stamp}.png"
+    text = runs_csv.with_suffix(".txt")
+    for path in (runs_csv, png):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return runs_csv, summary_csv, png, text
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(url: str | None, verify_checksums: bool) -> Iterator[tuple[str, str]]:
+    """The server's URL and a description: `url` as given, or a fresh local sink process."""
+    if url:
+        yield url, "given on the command line"
+        return
+    from .sink import SinkProcess
+
+    with SinkProcess(verify_checksums=verify_checksums) as sink:
+        checking = "verifies" if verify_checksums else "does not verify"
+        yield sink.url, f"local discard sink in its own process, {checking} checksums"
+
+
+def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run every planned setting, print the report, write the files; the exit status."""
+    began = time.monotonic()
+    report = Report()
+    curl = find_curl(args.curl)
+    report.say(f"tuspipe benchmark harness: {format_size(args.size)} file, {args.repeat} repeat(s)")
+    for line in describe_machine(argv, curl):
+        report.say(line)
+    runs_csv, summary_csv, png, text = _output_paths(args)
+    results: list[RunResult] = []
+    with contextlib.ExitStack() as stack:
+        http = stack.enter_context(LoopbackHttp())
+        try:
+            url, how = stack.enter_context(serve(args.url, args.verify_checksums))
+            server = probe_server(http, url)
+        except (OSError, ConnectionError, RuntimeError) as exc:
+            report.say(f"  server: cannot use it: {exc}")
+            return 1
+        report.say(f"  server: {url} ({how}; {server.describe()})")
+        plan = plan_settings(
+            args.workloads,
+            size=args.size,
+            chunk_sizes=args.chunk_sizes,
+            server=server,
+            curl=curl,
+            many_concurrency=args.many_concurrency,
+        )
+        scratch = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="tuspipe-bench-", dir=args.tmpdir)
+            )
+        )
+        started = time.monotonic()
+        many = args.many_files if "many" in args.workloads else 0
+        data = make_test_data(scratch, args.size, many, args.many_size)
+        what = f"{data.big_file.name}"
+        if many:
+            what += f", {many} files of {format_size(args.many_size)}"
+        report.say(f"  test data: {what} ({time.monotonic() - started:.1f} s to write)")
+        report.say(f"  workloads: {','.join(args.workloads)}; {len(plan.settings)} rows")
+        report.say()
+        runner = Runner(url, http, data, scratch, timeout=args.timeout, curl=curl)
+        planned = list(schedule(plan.settings, args.repeat))
+        for number, (repeat, setting) in enumerate(planned, 1):
+            run = runner.run(setting, repeat)
+            results.append(run)
+            report.say(_progress(number, len(planned), run))
+            for warning in run.warnings:
+                report.say(f"        warning: {warning}")
+
+    rows = summarize(results)
+    report.say()
+    report.say(render_table(rows, args.repeat))
+    if plan.left_out:
+        report.say("Not measured:")
+        for reason in plan.left_out:
+            report.say(f"  {reason}")
+    channels = render_channels(rows)
+    if channels:
+        report.say()
+        report.say(channels)
+    failures = [run for run in results if not run.ok]
+    if failures:
+        report.say()
+        report.say(f"FAILED RUNS ({len(failures)}):")
+        for run in failures:
+            report.say(f"  {run.setting.label} (repeat {run.repeat + 1}): {run.error}")
+    report.say()
+    report.say(render_targets(evaluate_targets(rows)))
+    report.say()
+    write_runs_csv(runs_csv, results, args.size)
+    write_summary_csv(summary_csv, rows, args.size)
+    series, ticks = plot_series(rows, args.size)
+    title = f"tus upload throughput, {format_size(args.size)} file, median of {args.repeat}"
+    not_plotted = write_plot(png, series, ticks, title)
+    report.say(f"CSV (one line per run): {runs_csv}")
+    report.say(f"CSV (one line per row): {summary_csv}")
+    report.say(f"PNG: {png}" if not_plotted is None else f"PNG: not written, {not_plotted}")
+    report.say(f"Report text: {text}")
+    report.say(f"Total time: {time.monotonic() - began:.0f} s; load average now {load_average()}")
+    report.save(text)
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks``: the benchmark, or with ``--tune`` the settings sweep."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(arguments)
+    if args.tune is not None:
+        from .tune import run_tune
+
+        return run_tune(args, arguments)
+    return run_benchmark(args, arguments)

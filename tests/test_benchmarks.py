@@ -1,0 +1,364 @@
+"""The benchmark harness (``python -m benchmarks``), run for real with tiny sizes.
+
+The harness runs in a subprocess, as a user runs it, against the local discard sink: its
+exit status, the CSVs, the PNG and the printed blocks are checked. The pure parts (the plan,
+the schedule, the channel verdicts, the targets) are checked directly with made-up figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from benchmarks._http import NotLoopbackError, ServerInfo, require_loopback
+from benchmarks._report import Summary, bottleneck, evaluate_targets, write_runs_csv
+from benchmarks._runs import MiB, RunResult, Setting
+from benchmarks._worker import ChannelFigures, _channel_figures
+from benchmarks.harness import plan_settings, schedule
+from benchmarks.sink import TusSink
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _harness(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=env,
+        check=False,
+    )
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as source:
+        return list(csv.DictReader(source))
+
+
+@pytest.fixture
+def sink() -> Iterator[TusSink]:
+    with TusSink() as running:
+        yield running
+
+
+# --------------------------------------------------------------------------------------------
+# The harness end to end
+# --------------------------------------------------------------------------------------------
+
+
+def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None:
+    runs_csv, png = tmp_path / "runs.csv", tmp_path / "plot.png"
+    done = _harness(
+        "--size", "12MiB", "--repeat", "1", "--chunk-sizes", "8MiB",
+        "--workloads", "defaults,chunks,checksums,many", "--many-files", "20",
+        "--out", str(tmp_path), "--csv", str(runs_csv), "--png", str(png),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+
+    # The machine description comes first, so RESULTS.md can quote it.
+    for label in ("date:", "command: python -m benchmarks --size 12MiB", "machine:", "software:"):
+        assert label in out
+    assert "tuspy 1.1.0" in out
+
+    expected = {
+        ("defaults", "tuspipe", "default", "off"),
+        ("defaults", "tuspy", "default", "off"),
+        ("defaults", "curl", "default", "off"),
+        ("defaults", "sendfile", "default", "off"),
+        *(
+            (workload, client, chunk, checksum)
+            for workload, checksum, clients in (
+                ("chunks", "off", ("tuspipe", "tuspy")),
+                ("checksums", "sha1", ("tuspipe", "tuspy")),
+                ("checksums", "crc32", ("tuspipe",)),
+            )
+            for client in clients
+            for chunk in ("8 MiB", "whole")
+        ),
+        ("many", "tuspipe", "default", "off"),
+        ("many", "tuspy", "default", "off"),
+    }
+    runs = _read_csv(runs_csv)
+    assert {(r["workload"], r["client"], r["chunk"], r["checksum"]) for r in runs} == expected
+    assert len(runs) == len(expected)  # one repeat: one line per row
+    for run in runs:
+        assert run["ok"] == "1", run
+        for column in ("seconds", "mb_per_s", "cpu_process_s", "ru_maxrss_mib"):
+            assert float(run[column]) > 0, (column, run)
+        if run["client"] != "curl":  # curl's RSS is polled; a short run may leave none
+            assert float(run["cpu_upload_s"]) > 0, run
+            assert 5 < float(run["peak_rss_mib"]) <= float(run["ru_maxrss_mib"]), run
+        if run["workload"] == "many":
+            assert run["files"] == "20"
+            assert float(run["files_per_s"]) > 0
+        else:
+            assert run["bytes"] == str(12 * MiB)
+    # tuspy sends the whole file in one PATCH from memory; tuspipe must not hold it.
+    by_key = {(r["workload"], r["client"], r["chunk"], r["checksum"]): r for r in runs}
+    assert float(by_key[("chunks", "tuspipe", "whole", "off")]["peak_rss_mib"]) < 64
+
+    summary = _read_csv(tmp_path / "runs-summary.csv")
+    assert len(summary) == len(expected)
+    for row in summary:
+        assert (row["runs"], row["failures"]) == ("1", "0")
+        assert float(row["mb_per_s_median"]) > 0
+        # Every tuspipe row has a tuspy twin, except crc32 (tuspy knows sha1 only).
+        paired = row["client"] == "tuspipe" and row["checksum"] != "crc32"
+        assert (row["vs_tuspy"] != "") == paired, row
+        beside_curl = row["workload"] != "many" and row["client"] != "curl"
+        assert (row["vs_curl"] != "") == beside_curl, row
+
+    data = png.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk comes first
+    assert data[12:16] == b"IHDR"
+    assert 300 <= width <= 4000
+    assert 200 <= height <= 3000
+
+    assert re.search(r"^workload +client +chunk +checksum .*MB/s.*CPU s/GiB.*peak RSS", out, re.M)
+    targets = out[out.index("Targets (issue 7") :]
+    verdicts = re.findall(r"^  (PASS|FAIL|not measured) +(.+)$", targets, re.M)
+    assert len(verdicts) == 6, targets
+    names = " | ".join(name for _, name in verdicts)
+    for wanted in ("2.5x tuspy", "0.65x curl", "1.4x tuspy", "64 MiB", "5x a tuspy loop", "CPU"):
+        assert wanted in names
+    # Every row of these workloads ran, so every target has its figures.
+    assert all(verdict != "not measured" for verdict, _ in verdicts), targets
+    assert f"PNG: {png}" in out
+
+
+def test_a_missing_curl_leaves_the_ceiling_row_unmeasured(tmp_path: Path) -> None:
+    done = _harness(
+        "--size", "4MiB", "--repeat", "1", "--workloads", "defaults",
+        "--curl", str(tmp_path / "no-such-curl"), "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "curl is not installed" in done.stdout
+    assert re.search(r"not measured +defaults, no checksum: tuspipe >= 0.65x curl", done.stdout)
+    assert "curl not installed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("--url", "http://example.com/files/"),
+        ("--url", "http://10.1.2.3:1080/files/"),
+        ("--tune", "https://tus.example/files/"),
+    ],
+)
+def test_a_server_off_loopback_is_refused(arguments: tuple[str, str]) -> None:
+    done = _harness(*arguments, timeout=30)
+    assert done.returncode == 2
+    assert "is not a loopback address" in done.stderr
+    assert "only talks to 127.0.0.0/8" in done.stderr
+    assert done.stdout == ""  # refused before any work began
+
+
+def test_tune_against_a_sink_recommends_settings_and_cleans_up(sink: TusSink) -> None:
+    done = _harness("--tune", sink.url, "--size", "4MiB", "--repeat", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for knob in ("chunk_size:", "read_ahead:", "read_size:", "parallel:", "checksum"):
+        assert knob in out
+    recommended = out[out.index("Recommended settings") :]
+    call = re.search(r'tuspipe\.upload\("FILE", "([^"]+)", chunk_size=(\d+) \* 1024', recommended)
+    assert call is not None, recommended
+    assert call.group(1) == sink.url
+    assert re.search(r"tuspipe upload --chunk-size \d+MiB .*FILE " + re.escape(sink.url), out)
+    assert re.search(r"\d+ MB/s", recommended)
+    assert sink.stats.uploads_created >= 18  # one upload per run at least
+    assert sink.uploads() == {}  # every upload the sweep made was deleted again
+
+
+# --------------------------------------------------------------------------------------------
+# The pure parts
+# --------------------------------------------------------------------------------------------
+
+
+def _server(*extensions: str, checksums: tuple[str, ...] = ()) -> ServerInfo:
+    return ServerInfo("http://127.0.0.1:1/files/", frozenset(extensions), checksums, None)
+
+
+def test_the_plan_follows_what_the_server_offers() -> None:
+    bare = plan_settings(
+        ("chunks", "checksums", "parallel", "stream"),
+        size=16 * MiB,
+        chunk_sizes=(1 * MiB, 8 * MiB, 64 * MiB),
+        server=_server("creation"),
+        curl=None,
+    )
+    assert {s.workload for s in bare.settings} == {"chunks", "parallel"}
+    assert [s.parallel for s in bare.settings if s.workload == "parallel"] == [1]
+    assert {s.chunk_label for s in bare.settings} == {"1 MiB", "8 MiB", "whole", "default"}
+    reasons = "\n".join(bare.left_out)
+    for wanted in ("64 MiB", "sha1", "crc32", "parallel 2", "parallel 4", "defer-length"):
+        assert wanted in reasons
+
+    full = plan_settings(
+        ("defaults", "checksums", "parallel", "stream"),
+        size=16 * MiB,
+        chunk_sizes=(8 * MiB,),
+        server=_server(
+            "creation", "checksum", "concatenation", "creation-defer-length",
+            checksums=("sha1", "crc32"),
+        ),
+        curl="/usr/bin/curl",
+    )  # fmt: skip
+    clients = [s.client for s in full.settings if s.workload == "defaults"]
+    assert clients == ["tuspipe", "tuspy", "curl", "sendfile"]
+    assert [s.parallel for s in full.settings if s.workload == "parallel"] == [1, 2, 4]
+    assert [s.source for s in full.settings if s.workload == "stream"] == ["generator", "pipe"]
+    crc32 = [s for s in full.settings if s.checksum == "crc32"]
+    assert crc32
+    assert {s.client for s in crc32} == {"tuspipe"}  # tuspy knows sha1 only
+    assert not full.left_out
+
+
+def test_the_schedule_interleaves_and_alternates() -> None:
+    settings = [Setting("chunks", client) for client in ("tuspipe", "tuspy", "curl")]
+    order = list(schedule(settings, 3))
+    assert [repeat for repeat, _ in order] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [s.client for _, s in order] == [
+        *("tuspipe", "tuspy", "curl"),
+        *("curl", "tuspy", "tuspipe"),
+        *("tuspipe", "tuspy", "curl"),
+    ]
+
+
+def test_setting_options_match_between_the_clients() -> None:
+    whole = Setting("chunks", "tuspipe", whole=True, checksum="sha1")
+    assert whole.tuspipe_options(100) == {
+        "journal": None,
+        "resume": False,
+        "chunk_size": 100,
+        "checksum": "sha1",
+    }
+    assert Setting("chunks", "tuspy", whole=True, checksum="sha1").tuspy_options() == {
+        "upload_checksum": True  # and tuspy's default chunk size: the whole file
+    }
+    assert Setting("chunks", "tuspy", chunk_size=MiB).tuspy_options() == {"chunk_size": MiB}
+    assert Setting("defaults", "tuspipe", bare=True).tuspipe_options(100) == {}
+    with pytest.raises(ValueError, match="crc32"):
+        Setting("checksums", "tuspy", checksum="crc32").tuspy_options()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8/f/", "http://[::1]:8/f/", "https://localhost/"]
+)
+def test_loopback_urls_are_accepted(url: str) -> None:
+    assert require_loopback(url) == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://192.168.1.2/f/", "http://tus.example/f/", "ftp://127.0.0.1/", "127.0.0.1"]
+)
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(NotLoopbackError):
+        require_loopback(url)
+
+
+def _channels(**waits: tuple[float, float]) -> tuple[ChannelFigures, ...]:
+    return tuple(ChannelFigures(name, 10, send, receive) for name, (send, receive) in waits.items())
+
+
+def test_the_bottleneck_is_the_stage_its_neighbours_wait_for() -> None:
+    # The reader keeps the blocks channel full and the reporter waits: the sender is slowest.
+    network_bound = _channels(chunks=(1.5, 0.0), blocks=(1.2, 0.01), acks=(0.0, 1.3))
+    assert bottleneck(network_bound).startswith("sender")
+    # The reader and sender wait on empty channels behind the checksummer.
+    hash_bound = _channels(chunks=(0.1, 0.0), hashed=(0.0, 0.9), blocks=(0.0, 1.0), acks=(0, 1.3))
+    assert bottleneck(hash_bound).startswith("checksummer")
+    # The sender waits for blocks while the chunker waits for room: the reader is slowest.
+    read_bound = _channels(chunks=(2.0, 0.0), blocks=(0.0, 1.8), acks=(0.0, 2.0))
+    assert bottleneck(read_bound).startswith("reader")
+    # One chunk: the chunker's channel idles, the sender waited for the reader a little.
+    one_chunk = _channels(chunks=(0.0, 0.0), blocks=(0.0, 0.18), acks=(0.0, 0.51))
+    assert bottleneck(one_chunk) == "reader (waited for 0.18 s)"
+    assert bottleneck(()) == ""
+
+
+def test_channel_stats_are_summed_by_name_and_optional() -> None:
+    def stat(name: str, items: int, send: float, receive: float) -> SimpleNamespace:
+        return SimpleNamespace(name=name, items=items, send_wait=send, receive_wait=receive)
+
+    results = [
+        SimpleNamespace(channel_stats=(stat("chunks", 2, 0.5, 0.25), stat("blocks", 8, 1, 0))),
+        SimpleNamespace(channel_stats=(stat("chunks", 3, 0.25, 0.25),)),
+        SimpleNamespace(),  # a tuspipe that does not report them
+    ]
+    assert _channel_figures(results) == [
+        ChannelFigures("chunks", 5, 0.75, 0.5),
+        ChannelFigures("blocks", 8, 1.0, 0.0),
+    ]
+
+
+def _summary(setting: Setting, mb_per_s: float, cpu: float, rss: float = 40.0) -> Summary:
+    files = 1000 if setting.source == "files" else 1
+    return Summary(
+        setting=setting,
+        runs=1,
+        failures=0,
+        bytes=MiB * 1024,
+        files=files,
+        mb_per_s=mb_per_s,
+        files_per_s=mb_per_s if setting.source == "files" else None,
+        cpu_per_gib=cpu,
+        cpu_process=cpu,
+        peak_rss_mib=rss,
+        base_rss_mib=30.0,
+        channels=(),
+    )
+
+
+def test_targets_compare_the_rows_of_one_run() -> None:
+    rows = [
+        _summary(Setting("defaults", "tuspipe", bare=True), 1300, 0.5),
+        _summary(Setting("defaults", "tuspy"), 500, 0.9, rss=1100),
+        _summary(Setting("defaults", "curl"), 2100, 0.3, rss=10),
+        _summary(Setting("checksums", "tuspipe", chunk_size=8 * MiB, checksum="sha1"), 800, 1.2),
+        _summary(Setting("checksums", "tuspy", chunk_size=8 * MiB, checksum="sha1"), 600, 1.1),
+        _summary(Setting("chunks", "tuspipe", whole=True), 1500, 0.4, rss=70),
+        _summary(Setting("chunks", "tuspy", whole=True), 900, 0.8, rss=1100),
+    ]
+    verdicts = {check.name: check for check in evaluate_targets(rows)}
+    assert len(verdicts) == 6
+    speed_vs_tuspy = verdicts["defaults, no checksum: tuspipe >= 2.5x tuspy"]
+    assert speed_vs_tuspy.verdict == "PASS"
+    assert "2.60x" in speed_vs_tuspy.figures
+    assert verdicts["defaults, no checksum: tuspipe >= 0.65x curl"].verdict == "FAIL"  # 0.62x
+    assert verdicts["8 MiB chunks + sha1: tuspipe >= 1.4x tuspy"].verdict == "FAIL"  # 1.33x
+    rss = next(check for name, check in verdicts.items() if "peak RSS" in name)
+    assert rss.verdict == "FAIL"
+    assert "70.0 MiB" in rss.figures
+    many = next(check for name, check in verdicts.items() if "upload_many" in name)
+    assert many.verdict == "not measured"
+    cpu = next(check for name, check in verdicts.items() if "CPU" in name)
+    assert cpu.verdict == "FAIL"
+    assert "checksums 8 MiB sha1: 1.20 vs 1.10" in cpu.figures
+
+
+def test_the_runs_csv_carries_channel_statistics(tmp_path: Path) -> None:
+    run = RunResult(Setting("chunks", "tuspipe", chunk_size=MiB), 0, ok=True, bytes=MiB)
+    run.seconds, run.cpu_upload, run.peak_rss_kib = 0.01, 0.005, 30_000
+    run.channels = _channels(blocks=(0.5, 0.125))
+    path = tmp_path / "runs.csv"
+    write_runs_csv(path, [run], MiB)
+    (line,) = _read_csv(path)
+    assert (line["ch_blocks_items"], line["ch_blocks_send_wait"]) == ("10", "0.5000")
+    assert line["ch_blocks_receive_wait"] == "0.1250"
+    assert float(line["mb_per_s"]) == pytest.approx(104.9, abs=0.1)
