@@ -175,7 +175,7 @@ async def test_a_span_past_the_end_of_a_shrunk_file_is_an_error(tmp_path: Path) 
     stream = _SendfileStream(RecordingStream())  # type: ignore[arg-type]
     stream._socket = left
     with pytest.raises(tuspipe.SourceChangedError):
-        await stream._send_span(span, timeout=5)
+        await stream._send_span(span, timeout=5, head=None)
     left.close()
     right.close()
     source.close()

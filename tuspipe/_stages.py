@@ -244,7 +244,9 @@ async def _read_block(source: Source, offset: int, length: int) -> BodyPart:
     span = source.span_at(offset, length) if offset + length != source.size else None
     if span is None:
         return await read_bytes(source, offset, length)
-    await trio.to_thread.run_sync(span.prefetch)
+    # Only a hint that starts the disk reading and returns: no worker thread needed.
+    span.prefetch()
+    await trio.lowlevel.checkpoint()
     return span
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
@@ -104,6 +105,7 @@ async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncI
                 raise ZeroCopyError("a file span's stand-in was never written to the socket")
 
 
+_MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
 # Bodies up to this size are joined to the request head (a copy); larger ones follow it.
 _JOIN_LIMIT = 256 * 1024
 
@@ -138,9 +140,7 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
                     "a file span's stand-in was copied on its way to the socket; "
                     "refusing to send it"
                 )
-            if head is not None:
-                await self._inner.write(head, timeout)
-            await self._send_span(span, timeout)
+            await self._send_span(span, timeout, head)
         elif head is None:
             await self._inner.write(buffer, timeout)
         elif len(buffer) <= _JOIN_LIMIT:
@@ -149,13 +149,21 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
             await self._inner.write(head, timeout)
             await self._inner.write(buffer, timeout)
 
-    async def _send_span(self, span: FileSpan, timeout: float | None) -> None:
+    async def _send_span(self, span: FileSpan, timeout: float | None, head: bytes | None) -> None:
+        """Send `head` (if any), then the span with ``sendfile()``."""
         await trio.lowlevel.checkpoint_if_cancelled()
         out = self._socket.fileno()
         offset, remaining = span.file_offset, span.length
         waited = False
         try:
             with trio.fail_after(float("inf") if timeout is None else timeout):
+                if head is not None:
+                    # MSG_MORE: the kernel holds the head back for the span's bytes, so they
+                    # leave together rather than as a small segment of their own.
+                    unsent = memoryview(head)
+                    while unsent:
+                        unsent = unsent[await self._socket.send(unsent, _MSG_MORE) :]
+                    waited = True
                 while remaining:
                     try:
                         sent = os.sendfile(out, span.fd, offset, remaining)
