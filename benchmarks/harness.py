@@ -479,7 +479,7 @@ def serve(url: str | None, verify_checksums: bool) -> Iterator[tuple[str, str]]:
         return
     from .sink import SinkProcess
 
-    with SinkProcess(verify_checksums=verify_checksums) as sink:
+    with SinkProcess(verify_checksums=verify_checksums, quiet=True) as sink:
         checking = "verifies" if verify_checksums else "does not verify"
         yield sink.url, f"local discard sink in its own process, {checking} checksums"
 

@@ -5,29 +5,39 @@ they serve (they write to disk, parse in JavaScript, buffer in Python), so a cli
 against them measures the server. The sink reads PATCH bodies with ``recv_into`` into one
 reusable buffer per connection and only counts them, so on loopback it drains several GB/s.
 
-What it speaks (tus 1.0.0 core plus creation, creation-with-upload, termination, checksum and
-concatenation):
+What it speaks (tus 1.0.0 core plus creation, creation-with-upload, creation-defer-length,
+termination, checksum and concatenation):
 
 * ``OPTIONS /files/``: 204 with ``Tus-Version``, ``Tus-Extension`` and
   ``Tus-Checksum-Algorithm`` (sha1, sha256, sha512, md5, crc32).
-* ``POST /files/`` with ``Upload-Length``: 201 and an absolute ``Location: .../files/<id>``.
-  With a body of type ``application/offset+octet-stream`` (creation-with-upload), the body is
-  taken as a PATCH at offset 0 and the 201 carries the new ``Upload-Offset``.
-* ``HEAD /files/<id>``: 200 with ``Upload-Offset``, ``Upload-Length``, ``Cache-Control: no-store``
-  (and ``Upload-Concat`` for a partial or final upload, as it was sent at creation).
+* ``POST /files/`` with ``Upload-Length``, or with ``Upload-Defer-Length: 1`` for an upload of
+  unknown length: 201 and an absolute ``Location: .../files/<id>``; 400 when neither is valid,
+  when both are sent, or when ``Upload-Defer-Length`` is not ``1``. With a body of type
+  ``application/offset+octet-stream`` (creation-with-upload, also with a deferred length), the
+  body is taken as a PATCH at offset 0 and the 201 carries the new ``Upload-Offset``.
+* ``HEAD /files/<id>``: 200 with ``Upload-Offset``, ``Upload-Length`` (``Upload-Defer-Length: 1``
+  instead while the length is not known), ``Cache-Control: no-store`` (and ``Upload-Concat`` for
+  a partial or final upload, as it was sent at creation).
 * ``PATCH /files/<id>`` (``Content-Length`` or chunked body): 204 with the new ``Upload-Offset``;
   409 when ``Upload-Offset`` is not the upload's offset, 413 past ``Upload-Length``, 415 for a
   wrong ``Content-Type``, 423 while another PATCH of the same upload runs. With
   ``verify_checksums`` an ``Upload-Checksum`` is checked (460 on mismatch, 400 for an unknown
   algorithm); without it (the default) the header is accepted unchecked, so a benchmark
   measures the client's hashing and not the sink's.
+* ``PATCH`` of an upload of deferred length: takes any number of bytes until one PATCH carries
+  ``Upload-Length``; that length is set when the PATCH is accepted (or when its client goes
+  away mid-body, leaving bytes that fit) and never changes again, and a refused PATCH changes
+  nothing. 400 when the ``Upload-Length`` is malformed, below the upload's offset, or differs
+  from a length already known (repeating the known one is fine); 413 when the PATCH's bytes
+  go past it. Such an upload cannot be joined while its length is unknown (see below).
 * ``DELETE /files/<id>``: 204 (404 when unknown).
 * A missing or wrong ``Tus-Resumable`` on a non-OPTIONS request: 412.
 
 Concatenation (parallel uploads; ``concatenation-unfinished`` is not offered):
 
-* ``POST /files/`` with ``Upload-Concat: partial`` and ``Upload-Length``: 201, a partial upload,
-  PATCHed like any other. Its HEAD answer carries ``Upload-Concat: partial``.
+* ``POST /files/`` with ``Upload-Concat: partial`` and ``Upload-Length`` (or
+  ``Upload-Defer-Length: 1``): 201, a partial upload, PATCHed like any other. Its HEAD answer
+  carries ``Upload-Concat: partial``.
 * ``POST /files/`` with ``Upload-Concat: final;<url> <url> ...`` (absolute URLs of this sink or
   ``/files/<id>`` paths; a part may be listed more than once): 201, a final upload whose length
   is the sum of the parts' lengths and whose offset equals its length at once (nothing is
@@ -38,7 +48,8 @@ Concatenation (parallel uploads; ``concatenation-unfinished`` is not offered):
     when the final request also sends ``Upload-Length`` or ``Upload-Defer-Length`` (the spec
     forbids it), when a URL does not name an upload of this sink (another host, or a path
     outside ``/files/<id>``), when a listed upload is not a partial upload (a plain or final
-    one), or when a partial upload is not finished (offset below its length; as tusd does);
+    one), or when a partial upload is not finished (its length still deferred, or its offset
+    below its length; as tusd does);
   - 404 when a URL names ``/files/<id>`` but no such upload exists (never made, or deleted).
 
 * ``PATCH`` of a final upload: 403, whatever else the request says.
@@ -46,7 +57,8 @@ Concatenation (parallel uploads; ``concatenation-unfinished`` is not offered):
 
 HTTP/1.1 keep-alive with one thread per connection; a client that vanishes mid-request costs
 the sink nothing but that thread (bytes it did receive still advance the offset, as on real
-servers, unless checksums are being verified). It only ever binds to 127.0.0.1.
+servers, unless checksums are being verified or the bytes pass the upload's length). It only
+ever binds to 127.0.0.1.
 
 Use it in-process::
 
@@ -54,7 +66,9 @@ Use it in-process::
         tuspipe.upload("big.bin", sink.url)
 
 or as a process: ``python -m benchmarks.sink --port 0`` prints
-``READY http://127.0.0.1:<port>/files/`` once it listens (and :class:`SinkProcess` wraps that).
+``READY http://127.0.0.1:<port>/files/`` once it serves (and :class:`SinkProcess` wraps that).
+On SIGINT or SIGTERM it stops and prints a one-line summary to stderr (``sink stopped after
+...``), unless ``--quiet`` (``SinkProcess(quiet=True)``) is given.
 """
 
 from __future__ import annotations
@@ -97,7 +111,9 @@ logger = logging.getLogger("benchmarks.sink")
 #: The only address the sink ever binds to.
 HOST = "127.0.0.1"
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,creation-with-upload,termination,checksum,concatenation"
+EXTENSIONS = (
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,concatenation"
+)
 #: Algorithms the sink can verify (and advertises in ``Tus-Checksum-Algorithm``).
 CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512", "md5", "crc32")
 #: Bytes per ``recv_into`` while draining a body; one such buffer exists per connection.
@@ -349,7 +365,9 @@ class _Connection:
 
 @dataclass
 class _Upload:
-    length: int
+    #: None while the length is deferred (``Upload-Defer-Length: 1``); set at most once, by a
+    #: PATCH that carries ``Upload-Length``, while holding :attr:`lock`.
+    length: int | None
     offset: int = 0
     #: ``Upload-Concat`` as received at creation: None (a plain upload), ``partial``, or
     #: ``final;<urls>`` (then offset == length from the start, and PATCH gets 403).
@@ -371,7 +389,8 @@ class UploadInfo:
 
     id: str
     url: str
-    length: int
+    #: None while the length is deferred (created with ``Upload-Defer-Length: 1``).
+    length: int | None
     offset: int
     #: ``Upload-Concat`` as received at creation: None, ``partial`` or ``final;<urls>``.
     concat: str | None
@@ -648,10 +667,27 @@ class TusSink:
                 )
             concat = "partial"
         raw = request.header("upload-length")
-        length = _count(raw) if raw is not None else None
-        if length is None:
-            # Upload-Defer-Length is not offered (no creation-defer-length extension).
-            return self._reply(conn, request, 400, message="a valid Upload-Length is required")
+        defer = request.header("upload-defer-length")
+        length: int | None = None
+        if defer is not None:
+            if raw is not None:
+                return self._reply(
+                    conn,
+                    request,
+                    400,
+                    message="send Upload-Length or Upload-Defer-Length, not both",
+                )
+            if defer.strip() != "1":
+                return self._reply(conn, request, 400, message="Upload-Defer-Length must be 1")
+        else:
+            length = _count(raw) if raw is not None else None
+            if length is None:
+                return self._reply(
+                    conn,
+                    request,
+                    400,
+                    message="a valid Upload-Length (or Upload-Defer-Length: 1) is required",
+                )
         upload_id = uuid.uuid4().hex
         upload = _Upload(length, concat=concat)
         with self._uploads_lock:
@@ -664,7 +700,7 @@ class TusSink:
             return self._reply(conn, request, 201, [location])
         # creation-with-upload: the body is the upload's first bytes, taken as a PATCH at 0.
         with upload.lock:
-            answer = self._apply_patch(conn, request, upload, 0, body_length, None, None)
+            answer = self._apply_patch(conn, request, upload, 0, body_length, None, None, None)
         if answer.status != 204:
             return self._reply(
                 conn,
@@ -700,13 +736,11 @@ class TusSink:
         final_id = uuid.uuid4().hex
         # Checked and created under one lock, so a part cannot be deleted in between.
         with self._uploads_lock:
-            refusal = _concat_refusal(part_ids, [self._uploads.get(i) for i in part_ids])
-            if refusal is None:
-                length = sum(self._uploads[i].length for i in part_ids)
-                self._uploads[final_id] = _Upload(length, length, concat=concat)
-        if refusal is not None:
-            status, message = refusal
-            return self._reply(conn, request, status, message=message)
+            joined = _concat_length(part_ids, [self._uploads.get(i) for i in part_ids])
+            if not isinstance(joined, _Refusal):
+                self._uploads[final_id] = _Upload(joined, joined, concat=concat)
+        if isinstance(joined, _Refusal):
+            return self._reply(conn, request, joined.status, message=joined.message)
         self.stats.add(uploads_created=1, concatenations=1)
         return self._reply(conn, request, 201, [("Location", f"{self.url}{final_id}")])
 
@@ -738,9 +772,10 @@ class TusSink:
         upload = self._lookup(upload_id)
         if upload is None:
             return self._reply(conn, request, 404, [("Cache-Control", "no-store")])
+        length = upload.length  # read once: a PATCH may declare it meanwhile
         headers = [
             ("Upload-Offset", str(upload.offset)),
-            ("Upload-Length", str(upload.length)),
+            ("Upload-Length", str(length)) if length is not None else ("Upload-Defer-Length", "1"),
             ("Cache-Control", "no-store"),
         ]
         if upload.concat is not None:
@@ -763,6 +798,10 @@ class TusSink:
         offset = _count(raw_offset) if raw_offset is not None else None
         if offset is None:
             return self._reply(conn, request, 400, message="a valid Upload-Offset is required")
+        raw_length = request.header("upload-length")
+        declared = _count(raw_length) if raw_length is not None else None
+        if raw_length is not None and declared is None:
+            return self._reply(conn, request, 400, message="a valid Upload-Length is required")
         length = self._body_length(request)
         if upload is None:
             return self._reply(conn, request, 404, message="no such upload")
@@ -778,7 +817,9 @@ class TusSink:
         if not upload.lock.acquire(timeout=LOCK_WAIT):
             return self._reply(conn, request, 423, message="another PATCH is in progress")
         try:
-            answer = self._apply_patch(conn, request, upload, offset, length, hasher, expected)
+            answer = self._apply_patch(
+                conn, request, upload, offset, length, declared, hasher, expected
+            )
         finally:
             # Released before answering: once the client holds the answer, its next PATCH
             # (on any connection) must find the upload free.
@@ -799,31 +840,48 @@ class TusSink:
         upload: _Upload,
         offset: int,
         length: int | None,
+        declared: int | None,
         hasher: _Hasher | None,
         expected: bytes | None,
     ) -> _Answer:
-        """Check a PATCH against the upload and drain its body; the caller holds the lock."""
+        """Check a PATCH against the upload and drain its body; the caller holds the lock.
+
+        `length` is the body's (None: chunked), `declared` the PATCH's ``Upload-Length``.
+        """
         if offset != upload.offset:
             return _Answer(
                 409,
                 [("Upload-Offset", str(upload.offset))],
                 f"Upload-Offset {offset} but the upload is at {upload.offset}",
             )
-        if length is not None and offset + length > upload.length:
+        if declared is not None:
+            if upload.length is not None and declared != upload.length:
+                return _Answer(
+                    400, [], f"Upload-Length {declared} but the upload is {upload.length} bytes"
+                )
+            if declared < offset:
+                return _Answer(400, [], f"Upload-Length {declared} is below offset {offset}")
+        limit = upload.length if upload.length is not None else declared
+        if length is not None and limit is not None and offset + length > limit:
             return _Answer(413, [], "PATCH goes past Upload-Length")
         self._continue(conn, request)
         try:
             received = conn.drain_chunked(hasher) if length is None else conn.drain(length, hasher)
         except _ClientGone as gone:
-            if hasher is None:  # keep what arrived, as a real server would
-                upload.offset += gone.received
+            # Keep what arrived (and the length it declared), as a real server would; not
+            # when it cannot be checked, nor past the length.
+            if hasher is None and (limit is None or offset + gone.received <= limit):
+                upload.length = limit
+                upload.offset = offset + gone.received
             self.stats.add(patches=1, bytes_received=gone.received)
             raise
         self.stats.add(patches=1, bytes_received=received)
-        if offset + received > upload.length:
+        if limit is not None and offset + received > limit:
             return _Answer(413, [], "PATCH went past Upload-Length", body_read=True)
         if hasher is not None and hasher.digest() != expected:
             return _Answer(460, [], "checksum mismatch", body_read=True)
+        # The length first: a HEAD reading without the lock never sees offset > length.
+        upload.length = limit  # a declared length is set once; after that it can only repeat
         upload.offset = offset + received
         return _Answer(204, [("Upload-Offset", str(upload.offset))], body_read=True)
 
@@ -838,18 +896,28 @@ class _Answer:
     body_read: bool = False
 
 
-def _concat_refusal(
-    part_ids: Sequence[str], parts: Sequence[_Upload | None]
-) -> tuple[int, str] | None:
-    """Why these uploads cannot be joined, as (status, message); None when they can."""
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    message: str
+
+
+def _concat_length(part_ids: Sequence[str], parts: Sequence[_Upload | None]) -> int | _Refusal:
+    """The length of these uploads joined, or why they cannot be joined."""
+    total = 0
     for part_id, part in zip(part_ids, parts, strict=True):
         if part is None:
-            return 404, f"no upload {part_id}"
+            return _Refusal(404, f"no upload {part_id}")
         if not part.is_partial:
-            return 400, f"upload {part_id} is not a partial upload"
-        if part.offset != part.length:
-            return 400, f"partial upload {part_id} is at {part.offset} of {part.length} bytes"
-    return None
+            return _Refusal(400, f"upload {part_id} is not a partial upload")
+        # Each read once: a PATCH of the part may be running (offset only grows up to length).
+        length, offset = part.length, part.offset
+        if length is None:
+            return _Refusal(400, f"partial upload {part_id} has no length yet (deferred)")
+        if offset != length:
+            return _Refusal(400, f"partial upload {part_id} is at {offset} of {length} bytes")
+        total += length
+    return total
 
 
 def _count(text: str) -> int | None:
@@ -878,10 +946,15 @@ class SinkProcess:
     """``python -m benchmarks.sink`` in a subprocess (so it shares no GIL with the caller).
 
     A context manager; :attr:`url` is valid inside it. Stopped by its own process id.
+    `quiet` passes ``--quiet``: no summary line on stderr when it stops (warnings still go
+    there), for callers whose own output it would interrupt.
     """
 
-    def __init__(self, *, verify_checksums: bool = False, ready_timeout: float = 20.0) -> None:
+    def __init__(
+        self, *, verify_checksums: bool = False, quiet: bool = False, ready_timeout: float = 20.0
+    ) -> None:
         self.verify_checksums = verify_checksums
+        self.quiet = quiet
         self.ready_timeout = ready_timeout
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
@@ -893,6 +966,8 @@ class SinkProcess:
         command = [sys.executable, "-m", "benchmarks.sink", "--port", "0"]
         if self.verify_checksums:
             command.append("--verify-checksums")
+        if self.quiet:
+            command.append("--quiet")
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         assert self._process.stdout is not None
         line = _readline_with_timeout(self._process.stdout, self.ready_timeout)
@@ -952,11 +1027,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--recv-size", type=int, default=DEFAULT_RECV_SIZE, help="bytes per recv_into"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log dropped connections")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print no summary line to stderr when stopped (warnings are still logged)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sink until SIGINT or SIGTERM; print READY <url> once it listens."""
+    """Run the sink until SIGINT or SIGTERM; print READY <url> once it serves."""
     args = _parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -967,13 +1048,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         sink.stop()
 
+    started = time.monotonic()
+    # Started before the handlers are installed and READY is printed: a signal sent right
+    # after READY must not find start() half done (stop() cannot join an unstarted thread).
+    sink.start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"READY {sink.url}", flush=True)
-    started = time.monotonic()
-    sink.start()
     while not sink.wait_stopped(0.5):
         pass
+    if args.quiet:
+        return 0
     elapsed = time.monotonic() - started
     stats = sink.stats
     print(

@@ -1,7 +1,8 @@
 """The benchmark discard sink (benchmarks/sink.py), served in-process: the tus it speaks.
 
-Concatenation (tuspipe's parallel uploads) end to end and request by request, and the plain
-path with checksums verified.
+Concatenation (tuspipe's parallel uploads) and deferred lengths (tuspipe's one-pass streams)
+end to end and request by request, the plain path with checksums verified, and the sink as a
+process (its summary line, and ``--quiet``).
 """
 
 from __future__ import annotations
@@ -9,13 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
 import tuspipe
-from benchmarks.sink import HOST, TusSink, UploadInfo
+from benchmarks import sink as sink_module
+from benchmarks.sink import HOST, SinkProcess, TusSink, UploadInfo
 
 from .conftest import MakeFile
 
@@ -38,9 +45,15 @@ def checking_sink() -> Iterator[TusSink]:
 
 
 def _call(
-    sink: TusSink, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+    sink: TusSink,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes | Iterable[bytes] = b"",
 ) -> tuple[int, dict[str, str]]:
-    """One request on a fresh connection: the status and the (lower-cased) headers."""
+    """One request on a fresh connection: the status and the (lower-cased) headers.
+
+    A `body` that is an iterable of blocks (not bytes) is sent chunked."""
     connection = http.client.HTTPConnection(HOST, sink.port, timeout=5)
     try:
         connection.request(method, target, body=body, headers={**TUS, **headers})
@@ -62,7 +75,11 @@ def _create_partial(sink: TusSink, length: int) -> str:
 
 
 def _patch(
-    sink: TusSink, url: str, offset: int, data: bytes, extra: Mapping[str, str] | None = None
+    sink: TusSink,
+    url: str,
+    offset: int,
+    data: bytes | Iterable[bytes],
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, str]]:
     headers = {"Upload-Offset": str(offset), "Content-Type": OCTETS, **(extra or {})}
     return _call(sink, "PATCH", url, headers, data)
@@ -93,8 +110,8 @@ def test_parallel_upload_makes_four_parts_and_one_final(sink: TusSink, make_file
     finals = [info for info in uploads.values() if (info.concat or "").startswith("final;")]
     assert len(uploads) == 5
     assert len(partials) == 4
-    assert sum(info.length for info in partials) == size
-    assert all(info.offset == info.length > 0 for info in partials)
+    assert all(info.length is not None and info.offset == info.length > 0 for info in partials)
+    assert sum(info.offset for info in partials) == size
     assert len(finals) == 1
     final = finals[0]
     assert final.url == result.url
@@ -125,12 +142,13 @@ def test_plain_upload_with_verified_sha1(checking_sink: TusSink, make_file: Make
 # --------------------------------------------------------------------------------------------
 
 
-def test_options_lists_concatenation(sink: TusSink) -> None:
+def test_options_lists_concatenation_and_defer_length(sink: TusSink) -> None:
     status, answer = _call(sink, "OPTIONS", "/files/", {})
     assert status == 204
     extensions = [name.strip() for name in answer["tus-extension"].split(",")]
     assert "concatenation" in extensions
-    assert {"creation", "termination", "checksum"} <= set(extensions)
+    assert "creation-defer-length" in extensions
+    assert {"creation", "creation-with-upload", "termination", "checksum"} <= set(extensions)
 
 
 def test_partial_upload_head_shows_upload_concat(sink: TusSink) -> None:
@@ -310,3 +328,185 @@ def test_small_files_travel_in_their_post(sink: TusSink, make_file: MakeFile) ->
     assert sorted(info.offset for info in sink.uploads().values()) == sorted(
         path.stat().st_size for path in paths
     )
+
+
+# --------------------------------------------------------------------------------------------
+# creation-defer-length
+# --------------------------------------------------------------------------------------------
+
+DEFER = {"Upload-Defer-Length": "1"}
+
+
+def _blocks(total: int, block: int) -> Iterator[bytes]:
+    """A one-pass source of `total` bytes in blocks of `block` (the last may be shorter)."""
+    sent = 0
+    while sent < total:
+        size = min(block, total - sent)
+        yield bytes([sent % 251]) * size
+        sent += size
+
+
+@pytest.mark.parametrize("chunks", [4.0, 4.3], ids=["exact-multiple", "ragged-end"])
+def test_stream_of_unknown_size_is_uploaded_with_a_deferred_length(
+    sink: TusSink, chunks: float
+) -> None:
+    chunk_size = 64 * KiB
+    total = int(chunks * chunk_size)
+    result = tuspipe.upload(_blocks(total, 10_000), sink.url, chunk_size=chunk_size, journal=None)
+
+    assert (result.size, result.offset) == (total, total)
+    [info] = sink.uploads().values()
+    assert (info.url, info.length, info.offset) == (result.url, total, total)
+    assert sink.stats.bytes_received == total
+    status, head = _call(sink, "HEAD", result.url, {})
+    assert (status, head["upload-length"], head["upload-offset"]) == (200, str(total), str(total))
+    assert "upload-defer-length" not in head
+
+
+def _head(sink: TusSink, url: str) -> dict[str, str]:
+    status, answer = _call(sink, "HEAD", url, {})
+    assert status == 200
+    return answer
+
+
+def test_deferred_length_is_set_once_by_a_patch(sink: TusSink) -> None:
+    url = _create(sink, DEFER)
+    head = _head(sink, url)
+    assert (head["upload-offset"], head["upload-defer-length"]) == ("0", "1")
+    assert "upload-length" not in head
+    assert _by_url(sink)[url].length is None
+
+    # Bytes without a length: any number of them is taken.
+    assert _patch(sink, url, 0, b"abcd")[0] == 204
+    assert _head(sink, url)["upload-defer-length"] == "1"
+
+    status, answer = _patch(sink, url, 4, b"ef", {"Upload-Length": "10"})
+    assert (status, answer["upload-offset"]) == (204, "6")
+    head = _head(sink, url)
+    assert (head["upload-offset"], head["upload-length"]) == ("6", "10")
+    assert "upload-defer-length" not in head
+
+    # Once set, the length is never changed; repeating it is fine.
+    assert _patch(sink, url, 6, b"gh", {"Upload-Length": "8"})[0] == 400
+    assert _patch(sink, url, 6, b"gh", {"Upload-Length": "12"})[0] == 400
+    assert _by_url(sink)[url].offset == 6
+    assert _patch(sink, url, 6, b"ghijk")[0] == 413  # past the declared length
+    assert _patch(sink, url, 6, [b"gh", b"ijk"])[0] == 413  # chunked, found out after reading
+    status, answer = _patch(sink, url, 6, b"ghij", {"Upload-Length": "10"})
+    assert (status, answer["upload-offset"]) == (204, "10")
+    info = _by_url(sink)[url]
+    assert (info.length, info.offset) == (10, 10)
+
+
+def test_deferred_length_refuses_bytes_past_the_declared_length(sink: TusSink) -> None:
+    url = _create(sink, DEFER)
+    assert _patch(sink, url, 0, b"abcd", {"Upload-Length": "3"})[0] == 413
+    assert _patch(sink, url, 0, [b"ab", b"cd"], {"Upload-Length": "3"})[0] == 413
+    # A refused PATCH changes nothing: the length is still unknown.
+    info = _by_url(sink)[url]
+    assert (info.length, info.offset) == (None, 0)
+    assert _head(sink, url)["upload-defer-length"] == "1"
+    # A length below the bytes already there, and a malformed one, are refused.
+    assert _patch(sink, url, 0, b"ab")[0] == 204
+    assert _patch(sink, url, 2, b"", {"Upload-Length": "1"})[0] == 400
+    assert _patch(sink, url, 2, b"c", {"Upload-Length": "-3"})[0] == 400
+    assert _patch(sink, url, 2, b"c", {"Upload-Length": "three"})[0] == 400
+    assert _by_url(sink)[url].offset == 2
+    # The length may come with an empty PATCH once every byte is there.
+    status, answer = _patch(sink, url, 2, b"", {"Upload-Length": "2"})
+    assert (status, answer["upload-offset"]) == (204, "2")
+    assert (_by_url(sink)[url].length, _head(sink, url)["upload-length"]) == (2, "2")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Upload-Length": "5", "Upload-Defer-Length": "1"},
+        {"Upload-Defer-Length": "0"},
+        {"Upload-Defer-Length": "2"},
+        {"Upload-Defer-Length": "true"},
+        {"Upload-Defer-Length": ""},
+    ],
+)
+def test_bad_defer_length_creation_is_400(sink: TusSink, headers: dict[str, str]) -> None:
+    status, _ = _call(sink, "POST", "/files/", headers)
+    assert status == 400
+    assert sink.uploads() == {}
+
+
+def test_creation_with_upload_and_a_deferred_length(sink: TusSink) -> None:
+    status, answer = _call(sink, "POST", "/files/", {**DEFER, "Content-Type": OCTETS}, b"abcd")
+    assert (status, answer["upload-offset"]) == (201, "4")
+    url = answer["location"]
+    head = _head(sink, url)
+    assert (head["upload-offset"], head["upload-defer-length"]) == ("4", "1")
+    assert "upload-length" not in head
+    assert _patch(sink, url, 4, b"ef", {"Upload-Length": "6"})[0] == 204
+    info = _by_url(sink)[url]
+    assert (info.length, info.offset) == (6, 6)
+
+
+def test_partial_of_unknown_length_cannot_be_joined(sink: TusSink) -> None:
+    part = _create(sink, {"Upload-Concat": "partial", **DEFER})
+    assert _head(sink, part)["upload-concat"] == "partial"
+    assert _patch(sink, part, 0, b"abc")[0] == 204
+
+    assert _final(sink, part)[0] == 400  # every byte may be there, but the length is unknown
+    assert _patch(sink, part, 3, b"", {"Upload-Length": "3"})[0] == 204
+    status, answer = _final(sink, part)
+    assert status == 201
+    assert _by_url(sink)[answer["location"]].length == 3
+
+
+# --------------------------------------------------------------------------------------------
+# The sink as a process: the summary line, and --quiet
+# --------------------------------------------------------------------------------------------
+
+_ROOT = Path(sink_module.__file__).resolve().parent.parent
+
+
+def _run_sink_until(sig: signal.Signals, *options: str) -> tuple[int, str]:
+    """Start ``python -m benchmarks.sink``, wait for READY, send `sig`: (exit status, stderr)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sink", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        ready = sink_module._readline_with_timeout(process.stdout, 10)
+        assert ready.startswith("READY http://127.0.0.1:"), ready
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_quiet_sink_prints_no_summary(sig: signal.Signals) -> None:
+    status, stderr = _run_sink_until(sig, "--quiet")
+    assert (status, stderr) == (0, "")
+
+
+def test_sink_prints_a_summary_when_stopped() -> None:
+    status, stderr = _run_sink_until(signal.SIGINT)
+    assert status == 0
+    assert stderr.startswith("sink stopped after "), stderr
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_sink_process_passes_quiet(quiet: bool, capfd: pytest.CaptureFixture[str]) -> None:
+    with SinkProcess(quiet=quiet) as process:
+        assert process.url.startswith(f"http://{HOST}:")
+    # The child writes to this process's stderr, which capfd holds.
+    summary = "sink stopped after" in capfd.readouterr().err
+    assert summary is not quiet
