@@ -77,9 +77,11 @@ import argparse
 import base64
 import binascii
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -118,6 +120,9 @@ EXTENSIONS = (
 CHECKSUM_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512", "md5", "crc32")
 #: Bytes per ``recv_into`` while draining a body; one such buffer exists per connection.
 DEFAULT_RECV_SIZE = 1024 * 1024
+# fcntl commands for a pipe's capacity (Linux; not named in the fcntl module before 3.10).
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 #: Seconds a connection may sit silent (between or inside requests) before it is dropped.
 IDLE_TIMEOUT = 300.0
 #: Seconds a PATCH waits for another PATCH of the same upload to finish before 423.
@@ -214,6 +219,52 @@ class _Request:
         return "close" in tokens
 
 
+class _SpliceDiscard:
+    """Drops socket bytes with ``splice()`` (Linux): socket to a pipe to /dev/null, never
+    copied into the process."""
+
+    def __init__(self, read_end: int, write_end: int, sink: int, size: int) -> None:
+        self._read_end, self._write_end, self._null, self._size = read_end, write_end, sink, size
+
+    @classmethod
+    def open(cls, size: int) -> _SpliceDiscard | None:
+        """A discarder with a pipe of about `size` bytes; None where splice() is missing."""
+        if not hasattr(os, "splice"):
+            return None
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError):  # a bigger pipe means fewer splice() calls
+            fcntl.fcntl(write_end, _F_SETPIPE_SZ, size)
+        size = fcntl.fcntl(write_end, _F_GETPIPE_SZ)
+        return cls(read_end, write_end, os.open(os.devnull, os.O_WRONLY), size)
+
+    def drain(self, sock: socket.socket, length: int, before: int) -> int:
+        """Discard exactly `length` bytes from `sock`; _ClientGone (counting `before` bytes
+        already received) if the peer stops short or goes silent."""
+        received = 0
+        fd = sock.fileno()
+        timeout = sock.gettimeout()
+        while received < length:
+            try:
+                moved = os.splice(fd, self._write_end, min(self._size, length - received))
+            except BlockingIOError:  # the socket has a timeout, so it is non-blocking
+                ready, _, _ = select.select([fd], [], [], timeout)
+                if not ready:
+                    raise _ClientGone(before + received) from None
+                continue
+            except OSError as exc:
+                raise _ClientGone(before + received) from exc
+            if moved == 0:
+                raise _ClientGone(before + received)
+            received += moved
+            while moved:  # empty the pipe before filling it again
+                moved -= os.splice(self._read_end, self._null, moved)
+        return received
+
+    def close(self) -> None:
+        for fd in (self._read_end, self._write_end, self._null):
+            os.close(fd)
+
+
 class _Connection:
     """One client socket: buffered head parsing and zero-copy body draining."""
 
@@ -222,6 +273,11 @@ class _Connection:
         self._pending = bytearray()  # received, not yet parsed
         self._buffer = bytearray(recv_size)
         self._view = memoryview(self._buffer)
+        self._discard = _SpliceDiscard.open(recv_size)
+
+    def close(self) -> None:
+        if self._discard is not None:
+            self._discard.close()
 
     def _fill(self) -> None:
         try:
@@ -295,6 +351,10 @@ class _Connection:
                 hasher.update(self._pending[:take])
             del self._pending[:take]
             received = take
+        if hasher is None and self._discard is not None:
+            # Nothing to look at: move the bytes socket -> pipe -> /dev/null in the kernel,
+            # so the sink spends next to no CPU on them and leaves the cores to the client.
+            return received + self._discard.drain(self.sock, length - received, received)
         view = self._view
         size = len(view)
         recv_into = self.sock.recv_into
@@ -523,6 +583,7 @@ class TusSink:
         with self._clients_lock:
             self._clients.add(sock)
         self.stats.add(connections=1)
+        conn: _Connection | None = None
         try:
             sock.settimeout(IDLE_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -552,6 +613,8 @@ class TusSink:
                 self._clients.discard(sock)
             with contextlib.suppress(OSError):
                 sock.close()
+            if conn is not None:
+                conn.close()
 
     def _body_length(self, request: _Request) -> int | None:
         """The body's Content-Length; None for a chunked body; 0 when there is none."""
