@@ -510,3 +510,17 @@ def test_sink_process_passes_quiet(quiet: bool, capfd: pytest.CaptureFixture[str
     # The child writes to this process's stderr, which capfd holds.
     summary = "sink stopped after" in capfd.readouterr().err
     assert summary is not quiet
+
+
+def test_default_chunk_sizes_files_and_streams(sink: TusSink, make_file: MakeFile) -> None:
+    # A file goes in PATCHes of DEFAULT_CHUNK_SIZE (64 MiB) ...
+    size = tuspipe.DEFAULT_CHUNK_SIZE + 5
+    result = tuspipe.upload(make_file(size), sink.url, journal=None)
+    assert result.offset == size
+    assert [stats.items for stats in result.channel_stats if stats.name == "chunks"] == [2]
+    # ... and a one-pass stream, whose unacknowledged chunk is held in memory, in 8 MiB ones.
+    assert tuspipe.DEFAULT_STREAM_CHUNK_SIZE == 8 * MiB
+    blocks = (bytes(MiB) for _ in range(17))
+    result = tuspipe.upload(blocks, sink.url, journal=None)
+    assert result.offset == 17 * MiB
+    assert [stats.items for stats in result.channel_stats if stats.name == "chunks"] == [3]

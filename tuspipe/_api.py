@@ -15,7 +15,6 @@ from ._source import SourceLike
 from ._sync import blocking
 from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
 from ._types import (
-    DEFAULT_CHUNK_SIZE,
     DEFAULT_READ_AHEAD,
     DEFAULT_READ_SIZE,
     DEFAULT_RETRIES,
@@ -35,7 +34,7 @@ async def upload_async(
     url: str | None = None,
     *,
     upload_url: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     metadata: Mapping[str, str | bytes] | None = None,
     headers: Mapping[str, str] | None = None,
     checksum: str | None = None,
@@ -72,7 +71,10 @@ async def upload_async(
             made there.
         upload_url: an existing upload to continue instead: its offset is asked for (HEAD)
             and the upload goes on from there. The journal is not consulted.
-        chunk_size: bytes per PATCH request. Memory use does not grow with it.
+        chunk_size: bytes per PATCH request. None (the default): 64 MiB for files and other
+            re-readable sources (``DEFAULT_CHUNK_SIZE``; memory use does not grow with it),
+            8 MiB for one-pass streams (``DEFAULT_STREAM_CHUNK_SIZE``; a stream's unacknowledged
+            chunk is held in memory).
         metadata: ``Upload-Metadata`` pairs; str values are sent as UTF-8, bytes as they are.
         headers: extra headers for every request (authentication, say). Never journaled.
         checksum: None, an algorithm ("sha1", "sha256", "sha512", "md5", "crc32") or "auto"
@@ -182,7 +184,7 @@ async def upload_many_async(
     | None = None,
     on_progress: Callable[[int, int, int | None], object] | None = None,
     on_total_progress: Callable[[int, int | None], object] | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     checksum: str | None = None,
     resume: bool = True,
     headers: Mapping[str, str] | None = None,

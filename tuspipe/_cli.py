@@ -358,9 +358,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[argparse.Action]]:
         upload_recorded,
         "--chunk-size",
         type=_size_argument,
-        default=tuspipe.DEFAULT_CHUNK_SIZE,
+        default=None,
         metavar="SIZE",
-        help="bytes per PATCH: 8MiB, 512KB, 1GiB or bytes (default 8MiB)",
+        help="bytes per PATCH: 64MiB, 512KB, 1GiB or bytes (default 64MiB for files, 8MiB for "
+        "standard input)",
     )
     _add(
         options,
@@ -926,7 +927,7 @@ def _upload_plan(
         metadata[key] = value
     options: dict[str, Any] = {
         **_connection_options(args),
-        "chunk_size": int(args.chunk_size),
+        "chunk_size": None if args.chunk_size is None else int(args.chunk_size),
         "checksum": checksum,
         "journal": journal,
         "resume": not args.no_resume,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -64,6 +64,7 @@ from ._types import (
     DEFAULT_READ_SIZE,
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
+    DEFAULT_STREAM_CHUNK_SIZE,
     DEFAULT_TIMEOUT,
     JOURNAL_WRITE_INTERVAL,
     JournalOption,
@@ -248,7 +249,7 @@ class Client:
         url: str | None = None,
         *,
         upload_url: str | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         metadata: Mapping[str, str | bytes] | None = None,
         checksum: str | None = None,
         stop_at: int | None = None,
@@ -280,7 +281,8 @@ class Client:
             resume=bool(resume),
             resume_key=resume_key,
             settings=PipelineSettings(
-                chunk_size=_positive_int("chunk_size", chunk_size),
+                # None is settled once the source is open (files and streams differ).
+                chunk_size=0 if chunk_size is None else _positive_int("chunk_size", chunk_size),
                 read_size=_positive_int("read_size", read_size),
                 read_ahead=_positive_int("read_ahead", read_ahead),
             ),
@@ -300,8 +302,11 @@ class Client:
             source,
             read_size=plan.settings.read_size,
             # a one-pass source holds the unacknowledged chunk and one read more
-            retention=plan.settings.chunk_size + plan.settings.read_size,
+            retention=(chunk_size or DEFAULT_STREAM_CHUNK_SIZE) + plan.settings.read_size,
         )
+        if chunk_size is None:
+            default = DEFAULT_STREAM_CHUNK_SIZE if opened.size is None else DEFAULT_CHUNK_SIZE
+            plan = replace(plan, settings=replace(plan.settings, chunk_size=default))
         try:
             if opened.size is not None:
                 _stop_offset(stop_at, opened.size)  # fail before any traffic
@@ -321,7 +326,7 @@ class Client:
         | None = None,
         on_progress: Callable[[int, int, int | None], object] | None = None,
         on_total_progress: Callable[[int, int | None], object] | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         checksum: str | None = None,
         resume: bool = True,
         read_size: int = DEFAULT_READ_SIZE,

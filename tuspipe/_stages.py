@@ -48,6 +48,7 @@ __all__ = [
     "checksummer",
     "chunker",
     "digest_range",
+    "read_bytes",
     "read_range",
     "reader",
     "reporter",

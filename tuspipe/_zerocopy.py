@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
@@ -105,7 +104,6 @@ async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncI
                 raise ZeroCopyError("a file span's stand-in was never written to the socket")
 
 
-_MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
 # Bodies up to this size are joined to the request head (a copy); larger ones follow it.
 _JOIN_LIMIT = 256 * 1024
 
@@ -158,11 +156,11 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
         try:
             with trio.fail_after(float("inf") if timeout is None else timeout):
                 if head is not None:
-                    # MSG_MORE: the kernel holds the head back for the span's bytes, so they
-                    # leave together rather than as a small segment of their own.
+                    # Not corked with MSG_MORE: a corked tail can sit out the kernel's 200 ms
+                    # cork timer (seen on resumes at offsets that are not page-aligned).
                     unsent = memoryview(head)
                     while unsent:
-                        unsent = unsent[await self._socket.send(unsent, _MSG_MORE) :]
+                        unsent = unsent[await self._socket.send(unsent) :]
                     waited = True
                 while remaining:
                     try:
