@@ -106,7 +106,9 @@ async def upload_async(
         timeout: seconds allowed to connect (and to wait for a pooled connection).
         stall_timeout: seconds a request may go without moving a byte before it is aborted
             and retried.
-        read_size, read_ahead: bytes per read and reads held ahead of the sender.
+        read_size, read_ahead: bytes per block (2 MiB) and blocks held ahead of the sender
+            (4). A file's blocks are spans sent with ``sendfile()``, so they cost no memory;
+            a stream's are bytes.
         parallel: upload the source as this many parts at once and join them on the server
             (the concatenation extension); a server without it gets one upload and a
             warning. The journal remembers every part, so an interrupted parallel upload
