@@ -48,7 +48,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 ROOT = Path(__file__).resolve().parent.parent
 #: Every client the harness knows, in table order.
-CLIENTS = ("tuspipe", "tuspy", "curl", "sendfile")
+CLIENTS = ("tuspipe", "tuspy", "curl", "sendfile", "httpx")
 
 
 def format_size(size: int) -> str:
@@ -348,6 +348,8 @@ class Runner:
             options = setting.tuspipe_options(self.data.size)
         elif setting.client == "tuspy":
             options = setting.tuspy_options()
+        elif setting.client == "httpx":
+            options = {"concurrency": setting.concurrency or 4}
         else:
             options = {}
         return {

@@ -346,6 +346,9 @@ def plan_settings(
             Setting("many", "tuspipe", source="files", concurrency=many_concurrency),
             Setting("many", "tuspy", source="files"),
         ]
+        if server.supports("creation-with-upload"):
+            # The floor: bare httpx, one POST per file (tuspipe's default concurrency).
+            settings.append(Setting("many", "httpx", source="files", concurrency=4))
     if "stream" in workloads:
         if server.supports("creation-defer-length"):
             settings += [

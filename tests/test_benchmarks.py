@@ -92,6 +92,7 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
         ),
         ("many", "tuspipe", "default", "off"),
         ("many", "tuspy", "default", "off"),
+        ("many", "httpx", "default", "off"),  # the floor: bare httpx POSTs
     }
     runs = _read_csv(runs_csv)
     assert {(r["workload"], r["client"], r["chunk"], r["checksum"]) for r in runs} == expected
@@ -139,6 +140,7 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
         assert wanted in names
     # Every row of these workloads ran, so every target has its figures.
     assert all(verdict != "not measured" for verdict, _ in verdicts), targets
+    assert re.search(r"bare httpx POSTs \d+ files/s = [\d.]+x tuspy", targets), targets
     assert f"PNG: {png}" in out
 
 

@@ -519,7 +519,7 @@ def test_default_chunk_sizes_files_and_streams(sink: TusSink, make_file: MakeFil
     assert result.offset == size
     assert [stats.items for stats in result.channel_stats if stats.name == "chunks"] == [2]
     # ... and a one-pass stream, whose unacknowledged chunk is held in memory, in 8 MiB ones.
-    assert tuspipe.DEFAULT_STREAM_CHUNK_SIZE == 8 * MiB
+    assert 8 * MiB == tuspipe.DEFAULT_STREAM_CHUNK_SIZE
     blocks = (bytes(MiB) for _ in range(17))
     result = tuspipe.upload(blocks, sink.url, journal=None)
     assert result.offset == 17 * MiB
