@@ -2264,3 +2264,40 @@ async def test_checksummer_notices_a_file_that_shrank(tmp_path: pathlib.Path) ->
     os.truncate(tmp_path / "source.bin", 150)
     with pytest.raises(tuspipe.SourceChangedError):
         await digest_range(source, 100, 100, "sha1", 30)
+
+
+async def test_checksummer_hashes_waiting_chunks_in_one_thread_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = random_bytes(4000)
+    chunks = [Chunk(offset, 100) for offset in range(0, 4000, 100)]
+    chunks_out, chunks_in = trio.open_memory_channel[Chunk](len(chunks))
+    for chunk in chunks:
+        chunks_out.send_nowait(chunk)  # all waiting before the checksummer starts
+    chunks_out.close()
+    trips = []
+    real = trio.to_thread.run_sync
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        trips.append(args[0])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(
+                checksummer,
+                chunks_in,
+                hashed_out,
+                source=open_source(data),
+                algorithm="sha1",
+                read_size=64,
+            )
+        )
+        hashed = [chunk async for chunk in hashed_in]
+    # In order, each with its own digest, in far fewer worker-thread trips than chunks.
+    assert [chunk.offset for chunk in hashed] == [chunk.offset for chunk in chunks]
+    for chunk in hashed:
+        assert chunk.checksum == expected_checksum("sha1", data[chunk.offset : chunk.end])
+    assert 1 <= len(trips) <= 2

@@ -53,6 +53,9 @@ logger = logging.getLogger("tuspipe")
 
 T = TypeVar("T")
 
+# Chunks the chunker may cut ahead of the next stage (they are spans, not bytes).
+CHUNKS_WAITING = 8
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -136,7 +139,8 @@ async def run_pipeline(
 
     try:
         async with trio.open_nursery() as nursery:
-            chunks_out, chunks_in = channel(Chunk, "chunks", 0)
+            # Chunks hold no bytes, so a few may wait: the checksummer hashes small ones in batches.
+            chunks_out, chunks_in = channel(Chunk, "chunks", CHUNKS_WAITING)
             nursery.start_soon(
                 partial(
                     chunker,

@@ -62,6 +62,10 @@ MAX_PATCHES_WITHOUT_PROGRESS = 3
 # A chunk the server reports corrupted (460) is sent again this many times before giving up:
 # a flaky link corrupts once in a while, a broken one every time.
 MAX_CHECKSUM_RESENDS = 3
+# The checksummer hashes waiting chunks together, up to this many bytes per worker-thread trip.
+HASH_BATCH_BYTES = 8 * 1024 * 1024
+# Batches the checksummer hashes at once (in as many worker threads).
+HASH_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -217,9 +221,62 @@ async def checksummer(
     grow with the chunk size. While the sender streams chunk k, this hashes chunk k+1.
     """
     with inbound, outbound, _downstream_may_leave():
-        async for chunk in inbound:
-            checksum = await digest_range(source, chunk.offset, chunk.length, algorithm, read_size)
-            await outbound.send(replace(chunk, checksum=checksum))
+        # Up to HASH_WORKERS batches are hashed at once, in worker threads, and handed on in
+        # order. Chunks already waiting join a batch: small chunks would otherwise each pay
+        # a round trip to a thread (and its GIL hand-overs).
+        pending_out, pending_in = trio.open_memory_channel[_PendingDigests](HASH_WORKERS - 1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_hand_on_in_order, pending_in, outbound)
+            with pending_out:
+                async for chunk in inbound:
+                    batch = [chunk]
+                    batch_bytes = chunk.length
+                    while batch_bytes < HASH_BATCH_BYTES:
+                        try:
+                            waiting = inbound.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        batch.append(waiting)
+                        batch_bytes += waiting.length
+                    pending = _PendingDigests(batch)
+                    nursery.start_soon(pending.compute, source, algorithm, read_size)
+                    await pending_out.send(pending)
+
+
+class _PendingDigests:
+    """Chunks whose digests a worker thread is computing."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self.chunks = chunks
+        self.checksums: list[str] = []
+        self.done = trio.Event()
+
+    async def compute(self, source: Source, algorithm: str, read_size: int) -> None:
+        self.checksums = await trio.to_thread.run_sync(
+            _checksum_chunks, source, self.chunks, algorithm, read_size
+        )
+        self.done.set()
+
+
+async def _hand_on_in_order(
+    pending_in: trio.MemoryReceiveChannel[_PendingDigests], outbound: SendEnd[Chunk]
+) -> None:
+    with pending_in:
+        async for pending in pending_in:
+            await pending.done.wait()
+            for chunk, checksum in zip(pending.chunks, pending.checksums, strict=True):
+                await outbound.send(replace(chunk, checksum=checksum))
+
+
+def _checksum_chunks(
+    source: Source, chunks: list[Chunk], algorithm: str, read_size: int
+) -> list[str]:
+    return [
+        checksum_header(
+            algorithm, _hash_range(source, chunk.offset, chunk.length, algorithm, read_size)
+        )
+        for chunk in chunks
+    ]
 
 
 async def reader(
