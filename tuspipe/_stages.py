@@ -115,20 +115,28 @@ def _spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
         yield offset, min(size, stop - offset)
 
 
-def _hash_range(source: Source, offset: int, length: int, algorithm: str, read_size: int) -> bytes:
+def _hash_range(
+    source: Source,
+    offset: int,
+    length: int,
+    algorithm: str,
+    read_size: int,
+    buffer: bytearray | None = None,
+) -> bytes:
+    """The digest of the source's bytes ``[offset, offset + length)``; a file is read through
+    `buffer` (one of `read_size` bytes is made when none is given)."""
     hasher = new_hasher(algorithm)
     span = source.span_at(offset, length)
     if span is None:
         for piece_offset, piece_length in _spans(offset, offset + length, read_size):
             hasher.update(source.read_at(piece_offset, piece_length))
     else:
-        _hash_span(span, hasher, read_size)
+        _hash_span(span, hasher, buffer or bytearray(min(read_size, length)))
     return hasher.digest()
 
 
-def _hash_span(span: FileSpan, hasher: Hasher, read_size: int) -> None:
-    """Hash a file span through one reused buffer (no new bytes object per read)."""
-    buffer = bytearray(min(read_size, span.length))
+def _hash_span(span: FileSpan, hasher: Hasher, buffer: bytearray) -> None:
+    """Hash a file span through `buffer`, reused read after read (no new bytes objects)."""
     view = memoryview(buffer)
     done = 0
     while done < span.length:
@@ -271,9 +279,12 @@ async def _hand_on_in_order(
 def _checksum_chunks(
     source: Source, chunks: list[Chunk], algorithm: str, read_size: int
 ) -> list[str]:
+    """The ``Upload-Checksum`` values of `chunks`, read through one buffer for them all."""
+    buffer = bytearray(min(read_size, max(chunk.length for chunk in chunks)))
     return [
         checksum_header(
-            algorithm, _hash_range(source, chunk.offset, chunk.length, algorithm, read_size)
+            algorithm,
+            _hash_range(source, chunk.offset, chunk.length, algorithm, read_size, buffer),
         )
         for chunk in chunks
     ]
