@@ -765,14 +765,7 @@ class TusSink:
         with upload.lock:
             answer = self._apply_patch(conn, request, upload, 0, body_length, None, None, None)
         if answer.status != 204:
-            return self._reply(
-                conn,
-                request,
-                answer.status,
-                answer.headers,
-                answer.message,
-                skip_body=not answer.body_read,
-            )
+            return self._answer(conn, request, answer)
         return self._reply(
             conn, request, 201, [location, ("Upload-Offset", str(upload.offset))], skip_body=False
         )
@@ -887,6 +880,10 @@ class TusSink:
             # Released before answering: once the client holds the answer, its next PATCH
             # (on any connection) must find the upload free.
             upload.lock.release()
+        return self._answer(conn, request, answer)
+
+    def _answer(self, conn: _Connection, request: _Request, answer: _Answer) -> bool:
+        """Send an answer decided under an upload's lock (the body left unread is dropped)."""
         return self._reply(
             conn,
             request,

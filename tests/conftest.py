@@ -13,10 +13,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import trio
 
 MakeFile = Callable[[int], Path]
 """The `make_file` fixture: make a file of n pseudo-random bytes."""
@@ -112,3 +114,17 @@ def make_file(tmp_path: Path) -> Callable[[int], Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions handed to ``trio.to_thread.run_sync`` from now on, in order."""
+    calls: list[object] = []
+    real = trio.to_thread.run_sync
+
+    async def recording(function: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(function)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", recording)
+    return calls

@@ -705,20 +705,13 @@ def test_read_now_of_bytes_and_streams_is_read_at() -> None:
 
 
 async def test_small_reads_skip_the_worker_thread(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: pathlib.Path, thread_calls: list[object]
 ) -> None:
     data = os.urandom(3 * INLINE_READ_LIMIT)
     path = tmp_path / "small.bin"
     path.write_bytes(data)
     source = open_source(path)
-    threads = []
-    real = trio.to_thread.run_sync
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        threads.append(args[0])
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    threads = thread_calls
     try:
         assert await read_bytes(source, 5, INLINE_READ_LIMIT) == data[5 : 5 + INLINE_READ_LIMIT]
         assert threads == []

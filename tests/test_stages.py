@@ -2267,7 +2267,7 @@ async def test_checksummer_notices_a_file_that_shrank(tmp_path: pathlib.Path) ->
 
 
 async def test_checksummer_hashes_waiting_chunks_in_one_thread_trip(
-    monkeypatch: pytest.MonkeyPatch,
+    thread_calls: list[object],
 ) -> None:
     data = random_bytes(4000)
     chunks = [Chunk(offset, 100) for offset in range(0, 4000, 100)]
@@ -2275,14 +2275,7 @@ async def test_checksummer_hashes_waiting_chunks_in_one_thread_trip(
     for chunk in chunks:
         chunks_out.send_nowait(chunk)  # all waiting before the checksummer starts
     chunks_out.close()
-    trips = []
-    real = trio.to_thread.run_sync
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        trips.append(args[0])
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    trips = thread_calls
     hashed_out, hashed_in = trio.open_memory_channel[Chunk](0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
