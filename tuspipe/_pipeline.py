@@ -17,6 +17,9 @@ Every channel is bounded, so memory is bounded: at most ``read_ahead + 2`` block
 once, whatever the chunk or file size; a chunk itself holds no bytes. Backpressure flows from
 the socket up the chain.
 
+Every channel is metered (:mod:`tuspipe._channels`): the time its producer sat blocked and its
+consumer sat waiting end up in ``UploadResult.channel_stats``, which shows the bottleneck.
+
 The stages run in one nursery, so none outlives :func:`run_pipeline`. When a stage fails, the
 nursery cancels the others; the failure is raised again as one exception of the same type,
 chained ``from`` the exception group, so callers can catch ``tuspipe.ChecksumMismatchError``

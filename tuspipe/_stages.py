@@ -226,7 +226,9 @@ async def checksummer(
 
     It reads the chunk's span itself rather than the reader's blocks: the header must be known
     before the PATCH body starts, and holding a chunk's blocks until then would make memory
-    grow with the chunk size. While the sender streams chunk k, this hashes chunk k+1.
+    grow with the chunk size. While the sender streams chunk k, this hashes the chunks after
+    it: chunks already waiting go to a worker thread together (up to HASH_BATCH_BYTES), up to
+    HASH_WORKERS batches at once, and leave in order.
     """
     with inbound, outbound, _downstream_may_leave():
         # Up to HASH_WORKERS batches are hashed at once, in worker threads, and handed on in
