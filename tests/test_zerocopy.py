@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import tuspipe
+from benchmarks.sink import TusSink
 from tests.conftest import MakeFile, TusServer
 from tuspipe._body import BodyPart, FileSpan
 from tuspipe._source import open_source
@@ -54,10 +55,12 @@ def test_a_file_goes_out_with_sendfile_and_arrives_whole(
     )
     assert result.complete
     assert node_server.stored_sha256(result.url) == hashlib.sha256(path.read_bytes()).hexdigest()
-    # Every byte but the last block (read, to check the file before the upload completes).
+    # Every byte but the last block (read, to check the file before the upload completes)
+    # and the first 64 KiB of each PATCH (read to leave with the request head).
     last_block = size % (1024 * 1024)
-    assert counter.bytes == size - last_block
-    assert counter.calls >= (size - last_block) // (1024 * 1024)
+    patches = -(-size // (4 * 1024 * 1024))
+    assert counter.bytes == size - last_block - 64 * 1024 * (patches - 1)
+    assert counter.calls >= (size - last_block) // (1024 * 1024) - patches
 
 
 def test_a_callers_http_client_gets_bytes_not_sendfile(
@@ -179,3 +182,63 @@ async def test_a_span_past_the_end_of_a_shrunk_file_is_an_error(tmp_path: Path) 
     left.close()
     right.close()
     source.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Requests that go straight to tuspipe's transport keep the client's cookies and proxies
+# --------------------------------------------------------------------------------------------
+
+
+class CookieSink(TusSink):
+    """A sink behind a "load balancer" that pins clients with cookies: the POST answer sets
+    one, every PATCH answer sets a counter; it records the Cookie header of each request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cookies_seen: list[tuple[str, str | None]] = []
+        self._patches = 0
+
+    def _handle(self, conn: Any, request: Any) -> bool:
+        self.cookies_seen.append((request.method, request.header("cookie")))
+        return super()._handle(conn, request)
+
+    def _reply(
+        self,
+        conn: Any,
+        request: Any,
+        status: int,
+        headers: Sequence[tuple[str, str]] = (),
+        message: str = "",
+        *,
+        skip_body: bool = True,
+    ) -> bool:
+        if request.method == "POST":
+            headers = [*headers, ("Set-Cookie", "node=7; Path=/")]
+        elif request.method == "PATCH":
+            self._patches += 1
+            headers = [*headers, ("Set-Cookie", f"seen={self._patches}; Path=/")]
+        return super()._reply(conn, request, status, headers, message, skip_body=skip_body)
+
+
+def test_cookies_a_server_sets_are_sent_back(make_file: MakeFile) -> None:
+    sink = CookieSink()
+    with sink:
+        result = tuspipe.upload(
+            make_file(3 * 1024 * 1024), sink.url, chunk_size=1024 * 1024, journal=None
+        )
+        assert result.offset == 3 * 1024 * 1024
+        patches = [cookie for method, cookie in sink.cookies_seen if method == "PATCH"]
+        assert sink.cookies_seen[0] == ("POST", None)
+    assert patches == ["node=7", "node=7; seen=1", "node=7; seen=2"]
+
+
+def test_a_proxy_named_in_the_environment_is_used(
+    node_server: TusServer, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 9 of loopback: an upload that honours the proxy fails there.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    with pytest.raises(tuspipe.NetworkError):
+        tuspipe.upload(make_file(1000), node_server.url, journal=None, retries=0)
+    monkeypatch.delenv("HTTP_PROXY")
+    assert tuspipe.upload(make_file(1000), node_server.url, journal=None).offset == 1000

@@ -19,7 +19,9 @@ client therefore runs on a connection pool whose plain-TCP streams can send a
 The stand-in is recognised by identity alone. Should a layer in between ever copy it, the
 stream raises :class:`ZeroCopyError` instead of sending zeros, so nothing wrong reaches the
 server. Anything else (TLS, a proxy, a caller's own ``httpx.AsyncClient``) never enters a
-route, and its spans are read into memory in a worker thread and sent as bytes.
+route, and its spans are read into memory in a worker thread and sent as bytes. When the
+environment names a proxy, tuspipe's client is httpx's plain one (httpx routes to the
+environment's proxies only with its own transport).
 """
 
 from __future__ import annotations
@@ -108,6 +110,26 @@ async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncI
 _JOIN_LIMIT = 256 * 1024
 
 
+# Bytes of a span read to go out with the request head (up to the next page boundary past it).
+_LEAD_IN = 64 * 1024
+_PAGE = 4096
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def _lead_in(span: FileSpan) -> bytes:
+    """The span's first bytes, read only if the page cache holds them (never waiting for a
+    disk on the event loop); empty otherwise."""
+    if _RWF_NOWAIT is None:
+        return b""
+    length = min(span.length, _LEAD_IN - span.file_offset % _PAGE)
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(span.fd, [buffer], span.file_offset, _RWF_NOWAIT)
+    except OSError:
+        return b""
+    return bytes(buffer[:got])
+
+
 class _SendfileStream(httpcore.AsyncNetworkStream):
     """A plain TCP stream that sends file spans with ``sendfile()``; all else goes to the
     trio stream it wraps."""
@@ -156,11 +178,16 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
         try:
             with trio.fail_after(float("inf") if timeout is None else timeout):
                 if head is not None:
-                    # Not corked with MSG_MORE: a corked tail can sit out the kernel's 200 ms
-                    # cork timer (seen on resumes at offsets that are not page-aligned).
-                    unsent = memoryview(head)
+                    # The head leaves with the span's first bytes, read here, in one send():
+                    # one segment instead of a small one of its own (not corked with
+                    # MSG_MORE, whose tail can sit out the kernel's 200 ms cork timer). The
+                    # rest of the span then starts on a page boundary.
+                    lead = _lead_in(span)
+                    unsent = memoryview(head + lead)
                     while unsent:
                         unsent = unsent[await self._socket.send(unsent) :]
+                    offset += len(lead)
+                    remaining -= len(lead)
                     waited = True
                 while remaining:
                     try:
