@@ -242,3 +242,27 @@ def test_a_proxy_named_in_the_environment_is_used(
         tuspipe.upload(make_file(1000), node_server.url, journal=None, retries=0)
     monkeypatch.delenv("HTTP_PROXY")
     assert tuspipe.upload(make_file(1000), node_server.url, journal=None).offset == 1000
+
+
+def test_prefetch_hints_only_spans_the_page_cache_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(100_000))
+    source = open_source(path)
+    span = source.span_at(0, 100_000)
+    assert span is not None
+    hints: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, length, advice: hints.append((offset, length))
+    )
+    span.prefetch()  # just written: cached, so no hint (it would walk every page)
+    assert hints == []
+
+    def not_cached(*args: object) -> int:
+        raise BlockingIOError(11, "would block")
+
+    monkeypatch.setattr(os, "preadv", not_cached)
+    span.prefetch()
+    assert hints == [(0, 100_000)]
+    source.close()
