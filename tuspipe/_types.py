@@ -28,7 +28,8 @@ __all__ = [
 #: Bytes per PATCH for files and other re-readable sources. Memory does not depend on it
 #: (chunks are re-read, never buffered). Each PATCH costs a round trip in which the connection
 #: idles, so larger chunks are faster: against the benchmark sink, 8 MiB chunks reached about
-#: two thirds of the speed of one PATCH for the whole file, 64 MiB about 95 % (benchmarks/RESULTS.md).
+#: two thirds of the speed of one PATCH for the whole file, 64 MiB about 95 %
+#: (benchmarks/RESULTS.md).
 #: 64 MiB stays under the request-size limits of common proxies (100 MB at Cloudflare), and
 #: bounds what a checksum failure sends again.
 DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024
