@@ -24,6 +24,8 @@ without any, which @tus/server refuses.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import http.client
 import json
 import os
 import signal
@@ -36,8 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from benchmarks.core import format_size, http_get_sha256, make_test_file, require_loopback
+from benchmarks._http import require_loopback
+from benchmarks._runs import format_size
 from benchmarks.sink import SinkProcess
 
 __all__ = ["RSS_TARGET_MIB", "main"]
@@ -54,6 +58,35 @@ ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------------------------
 # The worker: one upload in a fresh process
 # --------------------------------------------------------------------------------------------
+
+
+def make_test_file(directory: Path, size: int) -> tuple[Path, str]:
+    """Write `size` random bytes to a file in `directory`; return its path and sha256."""
+    path = directory / f"tuspipe-bench-{size}.bin"
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        remaining = size
+        while remaining:
+            piece = os.urandom(min(remaining, 8 * MiB))
+            digest.update(piece)
+            out.write(piece)
+            remaining -= len(piece)
+    return path, digest.hexdigest()
+
+
+def http_get_sha256(url: str) -> tuple[int, str]:
+    """GET `url` (loopback only) and return its status and the sha256 of its body, streamed."""
+    parts = urlsplit(require_loopback(url))
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
+    try:
+        connection.request("GET", parts.path or "/")
+        response = connection.getresponse()
+        digest = hashlib.sha256()
+        while piece := response.read(4 * MiB):
+            digest.update(piece)
+        return response.status, digest.hexdigest()
+    finally:
+        connection.close()
 
 
 def _worker(argv: Sequence[str]) -> int:

@@ -64,8 +64,8 @@ from ._runs import (
     find_curl,
     format_size,
     make_test_data,
+    parse_size,
 )
-from .core import parse_size
 
 __all__ = [
     "DEFAULT_CHUNK_SIZES",
