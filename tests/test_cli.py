@@ -472,6 +472,50 @@ def test_sigint_stops_cleanly_and_the_same_command_resumes(
     delete(upload_url)
 
 
+def test_sigint_hint_hides_credential_headers(node_server: TusServer, make_file: MakeFile) -> None:
+    path = make_file(256 * MiB)
+    arguments = [
+        "upload",
+        "--no-journal",
+        "--chunk-size",
+        "1MiB",
+        "-H",
+        "Authorization: Bearer s3cret-token",
+        "--header=Cookie: session=abc123",
+        "-H",
+        "X-Trace: visible",
+        str(path),
+        node_server.url,
+    ]
+    first = _interrupt_midway(tuspipe_command(*arguments))
+    assert first.returncode == 130, first.stderr
+    assert "s3cret-token" not in first.stderr
+    assert "abc123" not in first.stderr
+    hint = first.stderr.split("tuspipe: interrupted; to resume, run:\n", 1)[1]
+    tokens = shlex.split(hint.splitlines()[0])
+    assert "Authorization: <hidden>" in tokens
+    assert "X-Trace: visible" in tokens  # other headers are written back as they were
+    assert "credential header values are shown as <hidden>" in hint
+    upload_url = tokens[tokens.index("--upload-url") + 1]
+    delete(upload_url)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "shown"),
+    [
+        (["-H", "Authorization: Basic eA=="], ["-H", "Authorization: <hidden>"]),
+        (["--header", "proxy-authorization:x"], ["--header", "proxy-authorization: <hidden>"]),
+        (["--header=Cookie: a=b"], ["--header=Cookie: <hidden>"]),
+        (["-HAuthorization: t"], ["-HAuthorization: <hidden>"]),
+        (["-H", "X-Other: kept"], ["-H", "X-Other: kept"]),
+        # after "--" come file names, which are never touched
+        (["--", "-H", "Authorization: t"], ["--", "-H", "Authorization: t"]),
+    ],
+)
+def test_hide_credentials(tokens: list[str], shown: list[str]) -> None:
+    assert _cli._hide_credentials(tokens) == shown
+
+
 def test_sigint_without_journal_hints_upload_url(
     node_server: TusServer, make_file: MakeFile
 ) -> None:

@@ -1085,6 +1085,38 @@ def _is_interrupt(error: BaseException) -> bool:
     return False
 
 
+# Headers whose values are secrets: never echoed in a resume hint (terminals get logged).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_HIDDEN = "<hidden>"
+
+
+def _hide_credentials(tokens: Sequence[str]) -> list[str]:
+    """`tokens` with the values of credential headers (-H/--header) replaced by _HIDDEN."""
+
+    def hidden(header: str) -> str:
+        name, colon, _ = header.partition(":")
+        if colon and name.strip().lower() in _CREDENTIAL_HEADERS:
+            return f"{name}: {_HIDDEN}"
+        return header
+
+    shown: list[str] = []
+    header_follows = False
+    for index, token in enumerate(tokens):
+        if token == "--":  # only file names and the URL follow
+            return [*shown, *tokens[index:]]
+        if header_follows:
+            token = hidden(token)
+            header_follows = False
+        elif token in ("-H", "--header"):
+            header_follows = True
+        elif token.startswith("--header="):
+            token = "--header=" + hidden(token.removeprefix("--header="))
+        elif token.startswith("-H"):
+            token = "-H" + hidden(token.removeprefix("-H"))
+        shown.append(token)
+    return shown
+
+
 def _resume_commands(jobs: Sequence[_Job], plan: _UploadPlan) -> list[str]:
     unfinished = [
         job
@@ -1096,11 +1128,16 @@ def _resume_commands(jobs: Sequence[_Job], plan: _UploadPlan) -> list[str]:
     if plan.journal_on or plan.upload_url is not None:
         if len(unfinished) == len(jobs):
             # The same command line: the journal (or --upload-url) continues every file.
-            return [shlex.join(token for token in plan.command if token != "--no-resume")]
-        return [shlex.join(plan.rebuild([job.path for job in unfinished], []))]
+            same = [token for token in plan.command if token != "--no-resume"]
+            return [shlex.join(_hide_credentials(same))]
+        return [shlex.join(_hide_credentials(plan.rebuild([job.path for job in unfinished], [])))]
     # No journal: each upload is continued by its URL, one command per file.
     return [
-        shlex.join(plan.rebuild([job.path], ["--upload-url", job.url] if job.url else []))
+        shlex.join(
+            _hide_credentials(
+                plan.rebuild([job.path], ["--upload-url", job.url] if job.url else [])
+            )
+        )
         for job in unfinished
     ]
 
@@ -1231,6 +1268,11 @@ def _command_upload(
         commands = _resume_commands(jobs, plan)
         if commands:
             lines = "\n".join(f"  {line}" for line in commands)
+            if _HIDDEN in lines:
+                lines += (
+                    f"\n(credential header values are shown as {_HIDDEN}; "
+                    "give them again when you run it)"
+                )
             display.error(f"tuspipe: interrupted; to resume, run:\n{lines}")
         else:
             display.error("tuspipe: interrupted")
