@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tuspipe import SourceChangedError, TusError, UsageError
-from tuspipe._source import Source, SourceLike, open_source
+from tuspipe._source import Source, SourceLike, open_source, slice_source
 from tuspipe._stages import INLINE_READ_LIMIT, read_bytes
 
 DATA = bytes(range(256)) * 4 + b"tail"
@@ -719,3 +719,21 @@ async def test_small_reads_skip_the_worker_thread(
         assert len(threads) == 1  # a large read still goes to a worker thread
     finally:
         source.close()
+
+
+def test_a_slice_of_a_file_gives_spans_and_reads_of_the_file(tmp_path: pathlib.Path) -> None:
+    data = os.urandom(10_000)
+    path = tmp_path / "whole.bin"
+    path.write_bytes(data)
+    whole = open_source(path)
+    try:
+        part = slice_source(whole, 4000, 3000)
+        span = part.span_at(100, 500)
+        assert span is not None
+        assert (span.file_offset, span.length) == (4100, 500)
+        assert span.read() == data[4100:4600]
+        assert part.read_now(0, 3000) == data[4000:7000]
+        with pytest.raises(ValueError, match="beyond the slice"):
+            part.span_at(2900, 200)
+    finally:
+        whole.close()

@@ -266,3 +266,19 @@ def test_prefetch_hints_only_spans_the_page_cache_lacks(
     span.prefetch()
     assert hints == [(0, 100_000)]
     source.close()
+
+
+def test_the_parts_of_a_parallel_upload_go_out_with_sendfile(
+    make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 8 * 1024 * 1024
+    counter = SendfileCounter(monkeypatch)
+    with TusSink() as sink:
+        result = tuspipe.upload(
+            make_file(size), sink.url, parallel=4, read_size=512 * 1024, journal=None
+        )
+        assert result.offset == size
+        assert sink.stats.concatenations == 1
+    # Each part's last block is read (and change-checked), each PATCH starts with 64 KiB
+    # read to go with its head; the rest of every part went by sendfile().
+    assert counter.bytes == size - 4 * 512 * 1024 - 4 * 64 * 1024

@@ -315,9 +315,20 @@ class _SliceSource(_RandomAccess):
         self.identity: str | None = None
 
     def read_at(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self._source.read_at(self._start + offset, length)
+
+    def read_now(self, offset: int, length: int) -> bytes | None:
+        self._check(offset, length)
+        return self._source.read_now(self._start + offset, length)
+
+    def span_at(self, offset: int, length: int) -> FileSpan | None:
+        self._check(offset, length)
+        return self._source.span_at(self._start + offset, length)
+
+    def _check(self, offset: int, length: int) -> None:
         if offset + length > self.size:
             raise ValueError(f"{self.name}: read beyond the slice")
-        return self._source.read_at(self._start + offset, length)
 
     def close(self) -> None:
         """The viewed source is closed by its owner."""
