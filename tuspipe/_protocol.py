@@ -25,7 +25,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ._errors import (
@@ -52,6 +52,7 @@ __all__ = [
     "Response",
     "ServerCapabilities",
     "UploadStatus",
+    "answer_error",
     "checksum_header",
     "choose_checksum",
     "classify_status",
@@ -257,9 +258,20 @@ def error_for(request: Request, response: Response, message: str | None = None) 
     if status == 412:
         offered = response.headers.get("tus-version", "")
         message = f"{message} (it offers: {offered or 'no version named'})"
+    return answer_error(error_type, request, response, message)
+
+
+_AnswerError = TypeVar("_AnswerError", bound=ResponseError)
+
+
+def answer_error(
+    error_type: type[_AnswerError], request: Request, response: Response, message: str
+) -> _AnswerError:
+    """`error_type` with `message`, carrying the answer's status, body and headers and the
+    request's method and URL."""
     return error_type(
         message,
-        status_code=status,
+        status_code=response.status_code,
         body=response.body,
         headers=response.headers,
         method=request.method,
@@ -268,14 +280,7 @@ def error_for(request: Request, response: Response, message: str | None = None) 
 
 
 def _protocol_error(request: Request, response: Response, message: str) -> ProtocolError:
-    return ProtocolError(
-        message,
-        status_code=response.status_code,
-        body=response.body,
-        headers=response.headers,
-        method=request.method,
-        url=request.url,
-    )
+    return answer_error(ProtocolError, request, response, message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,13 +634,11 @@ def parse_capabilities(request: Request, response: Response) -> ServerCapabiliti
     versions = _split_list(response.headers.get("tus-version", ""))
     if TUS_VERSION not in versions:
         offered = ", ".join(versions) or "no tus version at all"
-        raise VersionMismatchError(
+        raise answer_error(
+            VersionMismatchError,
+            request,
+            response,
             f"the server does not speak tus {TUS_VERSION} (it offers: {offered})",
-            status_code=response.status_code,
-            body=response.body,
-            headers=response.headers,
-            method=request.method,
-            url=request.url,
         )
     return ServerCapabilities(
         versions=versions,
@@ -664,24 +667,20 @@ def _check_tus_answer(request: Request, response: Response) -> None:
         raise error_for(request, response)
     resumable = response.headers.get("tus-resumable")
     if resumable is not None and resumable.strip() != TUS_VERSION:
-        raise VersionMismatchError(
+        raise answer_error(
+            VersionMismatchError,
+            request,
+            response,
             f"the server answered with Tus-Resumable {resumable!r}, not {TUS_VERSION}",
-            status_code=response.status_code,
-            body=response.body,
-            headers=response.headers,
-            method=request.method,
-            url=request.url,
         )
 
 
 def _not_tus(request: Request, response: Response, what: str) -> VersionMismatchError:
-    return VersionMismatchError(
+    return answer_error(
+        VersionMismatchError,
+        request,
+        response,
         f"{request.url} does not look like a tus server: {what} without Tus-Resumable",
-        status_code=response.status_code,
-        body=response.body,
-        headers=response.headers,
-        method=request.method,
-        url=request.url,
     )
 
 

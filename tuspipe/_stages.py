@@ -33,6 +33,7 @@ from ._protocol import (
     Hasher,
     Request,
     Response,
+    answer_error,
     checksum_header,
     new_hasher,
     parse_patch,
@@ -503,14 +504,12 @@ def _check_progress(
         return
     limits.patches_without_progress += 1
     if limits.patches_without_progress >= MAX_PATCHES_WITHOUT_PROGRESS:
-        raise ProtocolError(
+        raise answer_error(
+            ProtocolError,
+            request,
+            response,
             f"the server accepted {limits.patches_without_progress} PATCHes at offset "
             f"{offset} without storing a byte",
-            status_code=response.status_code,
-            body=response.body,
-            headers=response.headers,
-            method=request.method,
-            url=request.url,
         )
 
 
@@ -542,14 +541,12 @@ async def _recover(
     )
     request, response, status = await head_upload(transport, url, headers, limits.retry)
     if not acknowledged <= status.offset <= sent_up_to:
-        raise ProtocolError(
+        raise answer_error(
+            ProtocolError,
+            request,
+            response,
             f"after a failed PATCH the server reports offset {status.offset}; it had "
             f"acknowledged {acknowledged} and was sent at most {sent_up_to}",
-            status_code=response.status_code,
-            body=response.body,
-            headers=response.headers,
-            method=request.method,
-            url=request.url,
         )
     if status.offset > acknowledged:
         logger.info("the server holds %d bytes; continuing from there", status.offset)
