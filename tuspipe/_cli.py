@@ -186,24 +186,19 @@ def _size_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return parse
 
 
 def _seconds(text: str) -> float:
@@ -317,7 +312,7 @@ def _add_connection_options(
         group,
         recorded,
         "--retries",
-        type=_non_negative_int,
+        type=_whole_number(0),
         default=tuspipe.DEFAULT_RETRIES,
         metavar="N",
         help=f"tries again after a transient failure (default {tuspipe.DEFAULT_RETRIES})",
@@ -387,7 +382,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[argparse.Action]]:
         upload_recorded,
         "--concurrency",
         "-j",
-        type=_positive_int,
+        type=_whole_number(1),
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"files uploaded at once (default {DEFAULT_CONCURRENCY})",
