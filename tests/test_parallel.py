@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 import tuspipe
-from tuspipe._client import _part_spans
 from tuspipe._fingerprint import fingerprint
 from tuspipe._journal import Journal
+from tuspipe._parallel import part_spans as _part_spans
 from tuspipe._source import open_source
 
 from .conftest import MakeFile, TusServer, sha256_file

@@ -19,8 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tuspipe import SourceChangedError, TusError, UsageError
-from tuspipe._source import Source, SourceLike, open_source, slice_source
-from tuspipe._stages import INLINE_READ_LIMIT, read_bytes
+from tuspipe._source import (
+    INLINE_READ_LIMIT,
+    Source,
+    SourceLike,
+    open_source,
+    read_bytes,
+    slice_source,
+)
 
 DATA = bytes(range(256)) * 4 + b"tail"
 

@@ -41,6 +41,7 @@ from tuspipe._body import BodyPart, FileSpan
 from tuspipe._journal import decode_records
 from tuspipe._pipeline import PipelineSettings, run_pipeline
 from tuspipe._protocol import CHECKSUM_ALGORITHMS
+from tuspipe._retry import RetryingLink
 from tuspipe._source import Source, open_source
 from tuspipe._stages import (
     MAX_CHECKSUM_RESENDS,
@@ -622,7 +623,7 @@ async def run_sender(
                 sender,
                 blocks_in,
                 acks_out,
-                transport=Transport(client=client),
+                link=RetryingLink(Transport(client=client), url, (("Authorization", "Bearer t"),)),
                 url=url,
                 headers=(("Authorization", "Bearer t"),),
                 source=source,
@@ -1442,7 +1443,7 @@ async def test_upload_async_one_pass_source_holds_at_most_a_chunk_and_a_read(
             [source] = opened
             held.append(vars(source)["_filled"] - vars(source)["_floor"])
 
-    monkeypatch.setattr("tuspipe._client.open_source", spy)
+    monkeypatch.setattr("tuspipe._upload.open_source", spy)
     server = FakeTusServer(before_request=measure)
     async with server.client() as client:
         result = await tuspipe.upload_async(

@@ -45,12 +45,12 @@ from ._channels import (
     open_metered_channel,
 )
 from ._errors import TusError
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._retry import DEFAULT_RETRY_POLICY, RetryingLink, RetryPolicy
 from ._source import Source
 from ._stages import Block, Chunk, checksummer, chunker, reader, reporter, sender
 from ._transport import Transport
 
-__all__ = ["PipelineSettings", "raise_from_group", "run_pipeline"]
+__all__ = ["PipelineSettings", "gather", "raise_from_group", "run_pipeline"]
 
 logger = logging.getLogger("tuspipe")
 
@@ -97,6 +97,19 @@ def raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
         # with its traceback, stays in the group the copy is chained from.
         raise copy.copy(cause) from group
     raise TusError(f"the upload pipeline failed: {leaves[0]!r}") from group
+
+
+async def gather(calls: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run `calls` at once in one nursery; the first failure cancels the rest and is raised
+    as itself (see :func:`raise_from_group`)."""
+    try:
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(call)
+    except BaseExceptionGroup as group:
+        if group.split(Exception)[1] is not None:
+            raise
+        raise_from_group(group)
 
 
 async def run_pipeline(
@@ -179,7 +192,7 @@ async def run_pipeline(
                     sender,
                     blocks_in,
                     acks_out,
-                    transport=transport,
+                    link=RetryingLink(transport, url, headers, retry),
                     url=url,
                     headers=headers,
                     source=source,
@@ -187,7 +200,6 @@ async def run_pipeline(
                     stop=stop,
                     algorithm=algorithm,
                     read_size=settings.read_size,
-                    retry=retry,
                 )
             )
             nursery.start_soon(partial(reporter, acks_in, on_acknowledged=record))

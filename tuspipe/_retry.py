@@ -21,12 +21,21 @@ from typing import TypeVar
 
 import trio
 
-from ._errors import NetworkError, ProtocolError, ResponseError, TusError, UsageError
+from ._body import BodyPart
+from ._errors import (
+    NetworkError,
+    OffsetMismatchError,
+    ProtocolError,
+    ResponseError,
+    TusError,
+    UsageError,
+)
 from ._protocol import (
     Action,
     Request,
     Response,
     UploadStatus,
+    answer_error,
     classify_status,
     head_request,
     parse_creation,
@@ -37,6 +46,7 @@ from ._transport import Transport
 __all__ = [
     "DEFAULT_RETRY_POLICY",
     "RetryPolicy",
+    "RetryingLink",
     "create_with_retries",
     "head_upload",
     "is_transient",
@@ -244,3 +254,62 @@ async def create_with_retries(
 
     creation_policy = dataclasses.replace(policy, should_retry=decide)
     return await retrying(attempt, creation_policy, what=f"POST {request.url}")
+
+
+class RetryingLink:
+    """The sender's link to one upload URL (:class:`tuspipe._stages.UploadLink`): PATCHes go
+    through `transport`, and a failed one is recovered from under `policy` (a wait, then a
+    HEAD for the server's offset), with the tries counted since the offset last advanced."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        url: str,
+        headers: tuple[tuple[str, str], ...],
+        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    ) -> None:
+        self._transport = transport
+        self._url = url
+        self._headers = headers
+        self._policy = policy
+        self._failures = 0  # consecutive failed tries since the offset last advanced
+
+    async def send(self, request: Request, body: AsyncIterable[BodyPart]) -> Response:
+        return await self._transport.send(request, body)
+
+    def progressed(self) -> None:
+        self._failures = 0
+
+    async def recover(
+        self, error: TusError, acknowledged: int, sent_up_to: int
+    ) -> tuple[int, bool]:
+        """After a failed PATCH: wait as the policy says, then ask the server for its offset
+        (and whether it knows the upload's length).
+
+        Re-raises `error` when the policy does not allow another try. The offset the server
+        reports must lie between what it acknowledged and what was sent to it.
+        """
+        if not self._policy.allows(error, self._failures):
+            raise error
+        self._failures += 1
+        await self._policy.wait_before_retry(
+            error,
+            self._failures,
+            f"PATCH at offset {acknowledged}",
+            # a 409 only says the offsets disagree: ask for the server's at once
+            wait=0.0 if isinstance(error, OffsetMismatchError) else None,
+        )
+        request, response, status = await head_upload(
+            self._transport, self._url, self._headers, self._policy
+        )
+        if not acknowledged <= status.offset <= sent_up_to:
+            raise answer_error(
+                ProtocolError,
+                request,
+                response,
+                f"after a failed PATCH the server reports offset {status.offset}; it had "
+                f"acknowledged {acknowledged} and was sent at most {sent_up_to}",
+            )
+        if status.offset > acknowledged:
+            logger.info("the server holds %d bytes; continuing from there", status.offset)
+        return status.offset, status.length is not None

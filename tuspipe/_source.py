@@ -32,7 +32,16 @@ import trio
 from ._body import FileSpan
 from ._errors import SourceChangedError, UsageError
 
-__all__ = ["Source", "SourceLike", "open_source", "slice_source"]
+__all__ = [
+    "INLINE_READ_LIMIT",
+    "Source",
+    "SourceLike",
+    "open_source",
+    "read_bytes",
+    "read_range",
+    "slice_source",
+    "spans",
+]
 
 SourceLike = Union[
     str,
@@ -502,3 +511,31 @@ def open_source(
             "object, or an iterable of bytes"
         )
     return _OnePassSource(pull, name, read_size=read_size, retention=retention)
+
+
+def spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
+    """``(offset, length)`` pairs cutting ``[start, stop)`` into pieces of at most `size`."""
+    for offset in range(start, stop, size):
+        yield offset, min(size, stop - offset)
+
+
+# Reads up to this size are done on the event loop when the source says they cannot block:
+# a worker thread's round trip costs more than such a read (the cost of many small files).
+INLINE_READ_LIMIT = 64 * 1024
+
+
+async def read_bytes(source: Source, offset: int, length: int) -> bytes:
+    """``source.read_at(offset, length)``: in a worker thread, unless it is small and cannot
+    block (the bytes are in memory or the page cache)."""
+    if length <= INLINE_READ_LIMIT:
+        data = source.read_now(offset, length)
+        if data is not None:
+            await trio.lowlevel.checkpoint()
+            return data
+    return await trio.to_thread.run_sync(source.read_at, offset, length)
+
+
+async def read_range(source: Source, start: int, end: int, read_size: int) -> AsyncIterator[bytes]:
+    """The source's bytes ``[start, end)``, `read_size` at a time (see :func:`read_bytes`)."""
+    for offset, length in spans(start, end, read_size):
+        yield await read_bytes(source, offset, length)

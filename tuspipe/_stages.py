@@ -21,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import trio
 
 from ._body import BodyPart, FileSpan
 from ._channels import ReceiveEnd, SendEnd
-from ._errors import ChecksumMismatchError, OffsetMismatchError, ProtocolError, TusError
+from ._errors import ChecksumMismatchError, ProtocolError, TusError
 from ._protocol import (
     Hasher,
     Request,
@@ -39,18 +40,15 @@ from ._protocol import (
     parse_patch,
     patch_request,
 )
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, head_upload
-from ._source import Source
-from ._transport import Transport
+from ._source import Source, read_bytes, read_range, spans
 
 __all__ = [
     "Block",
     "Chunk",
+    "UploadLink",
     "checksummer",
     "chunker",
     "digest_range",
-    "read_bytes",
-    "read_range",
     "reader",
     "reporter",
     "sender",
@@ -110,12 +108,6 @@ def _downstream_may_leave() -> contextlib.suppress:
     return contextlib.suppress(trio.BrokenResourceError)
 
 
-def _spans(start: int, stop: int, size: int) -> Iterable[tuple[int, int]]:
-    """``(offset, length)`` pairs cutting ``[start, stop)`` into pieces of at most `size`."""
-    for offset in range(start, stop, size):
-        yield offset, min(size, stop - offset)
-
-
 def _hash_range(
     source: Source,
     offset: int,
@@ -129,7 +121,7 @@ def _hash_range(
     hasher = new_hasher(algorithm)
     span = source.span_at(offset, length)
     if span is None:
-        for piece_offset, piece_length in _spans(offset, offset + length, read_size):
+        for piece_offset, piece_length in spans(offset, offset + length, read_size):
             hasher.update(source.read_at(piece_offset, piece_length))
     else:
         _hash_span(span, hasher, buffer or bytearray(min(read_size, length)))
@@ -148,28 +140,6 @@ def _hash_span(span: FileSpan, hasher: Hasher, buffer: bytearray) -> None:
         hasher.update(view[:got])
         done += got
     span.check_unchanged()
-
-
-# Reads up to this size are done on the event loop when the source says they cannot block:
-# a worker thread's round trip costs more than such a read (the cost of many small files).
-INLINE_READ_LIMIT = 64 * 1024
-
-
-async def read_bytes(source: Source, offset: int, length: int) -> bytes:
-    """``source.read_at(offset, length)``: in a worker thread, unless it is small and cannot
-    block (the bytes are in memory or the page cache)."""
-    if length <= INLINE_READ_LIMIT:
-        data = source.read_now(offset, length)
-        if data is not None:
-            await trio.lowlevel.checkpoint()
-            return data
-    return await trio.to_thread.run_sync(source.read_at, offset, length)
-
-
-async def read_range(source: Source, start: int, end: int, read_size: int) -> AsyncIterator[bytes]:
-    """The source's bytes ``[start, end)``, `read_size` at a time (see :func:`read_bytes`)."""
-    for offset, length in _spans(start, end, read_size):
-        yield await read_bytes(source, offset, length)
 
 
 async def digest_range(
@@ -308,7 +278,7 @@ async def reader(
     """
     with inbound, outbound, _downstream_may_leave():
         async for chunk in inbound:
-            for offset, length in _spans(chunk.offset, chunk.end, read_size):
+            for offset, length in spans(chunk.offset, chunk.end, read_size):
                 await outbound.send(Block(chunk, offset, await _read_block(source, offset, length)))
 
 
@@ -407,24 +377,43 @@ class _BlockCursor:
             yield data
 
 
-class _Stalemate:
-    """Counts what must not go on forever: failed tries, 460s, PATCHes that store nothing."""
+class UploadLink(Protocol):
+    """What the sender needs of the world beyond its channels; the pipeline passes one in
+    (:class:`tuspipe._retry.RetryingLink`: the transport, under the upload's retry policy)."""
 
-    def __init__(self, retry: RetryPolicy) -> None:
-        self.retry = retry
-        self.failures = 0  # consecutive failed tries since the offset last advanced
+    async def send(self, request: Request, body: AsyncIterable[BodyPart]) -> Response:
+        """Send a PATCH with `body`; its answer, or a TusError."""
+        ...
+
+    async def recover(
+        self, error: TusError, acknowledged: int, sent_up_to: int
+    ) -> tuple[int, bool]:
+        """After a failed PATCH: wait as the retry policy says, then return the server's
+        offset (between `acknowledged` and `sent_up_to`) and whether it knows the upload's
+        length. Raises `error` again when the policy allows no further try."""
+        ...
+
+    def progressed(self) -> None:
+        """The server's offset advanced: the count of failed tries starts afresh."""
+        ...
+
+
+class _Stalemate:
+    """Counts what must not go on forever: 460s, PATCHes that store nothing."""
+
+    def __init__(self) -> None:
         self.checksum_resends = 0
         self.patches_without_progress = 0
 
     def progressed(self) -> None:
-        self.failures = self.checksum_resends = self.patches_without_progress = 0
+        self.checksum_resends = self.patches_without_progress = 0
 
 
 async def sender(
     inbound: ReceiveEnd[Block],
     acknowledged: SendEnd[int],
     *,
-    transport: Transport,
+    link: UploadLink,
     url: str,
     headers: tuple[tuple[str, str], ...],
     source: Source,
@@ -432,18 +421,17 @@ async def sender(
     stop: int | None,
     algorithm: str | None,
     read_size: int,
-    retry: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> None:
     """PATCH the blocks to `url`, one request per chunk, and report each acknowledged offset.
 
     The server is the authority: after every PATCH the sender continues from the offset the
     server returned, which may be short of what was sent (the rest is sent again). A failed
-    PATCH that `retry` allows to retry is followed by a wait and a HEAD, and the upload goes
-    on from the offset the server reports; a 460 sends the same bytes again.
+    PATCH goes to `link` to recover (a wait and a HEAD, as the retry policy allows), and the
+    upload goes on from the offset the server reports; a 460 sends the same bytes again.
     """
     with inbound, acknowledged:
         cursor = _BlockCursor(inbound, source, read_size)
-        limits = _Stalemate(retry)
+        limits = _Stalemate()
         offset = start
         length_known = False  # whether the server already holds a deferred upload's length
         while stop is None or offset < stop:
@@ -461,7 +449,7 @@ async def sender(
             declared = None if length_known else chunk.declare_length
             request = patch_request(url, offset, chunk.end - offset, checksum, headers, declared)
             try:
-                response = await transport.send(request, cursor.iter_bytes(offset, chunk))
+                response = await link.send(request, cursor.iter_bytes(offset, chunk))
                 new_offset = parse_patch(request, response)
             except ChecksumMismatchError:
                 # The server stored nothing and its offset is unchanged: send the same bytes.
@@ -476,9 +464,7 @@ async def sender(
                 )
                 continue
             except TusError as error:
-                new_offset, length_known = await _recover(
-                    error, transport, url, headers, limits, offset, cursor.position
-                )
+                new_offset, length_known = await link.recover(error, offset, cursor.position)
             else:
                 _check_progress(request, response, offset, new_offset, limits)
                 if new_offset < chunk.end:
@@ -491,6 +477,7 @@ async def sender(
                     )
             if new_offset > offset:
                 limits.progressed()
+                link.progressed()
                 offset = new_offset
                 source.release(offset)
                 await acknowledged.send(offset)
@@ -511,46 +498,6 @@ def _check_progress(
             f"the server accepted {limits.patches_without_progress} PATCHes at offset "
             f"{offset} without storing a byte",
         )
-
-
-async def _recover(
-    error: TusError,
-    transport: Transport,
-    url: str,
-    headers: tuple[tuple[str, str], ...],
-    limits: _Stalemate,
-    acknowledged: int,
-    sent_up_to: int,
-) -> tuple[int, bool]:
-    """After a failed PATCH: wait as the policy says, then ask the server for its offset
-    (and whether it knows the upload's length).
-
-    Re-raises `error` when the policy does not allow another try. The offset the server
-    reports must lie between what it acknowledged and what was sent to it.
-    """
-    if not limits.retry.allows(error, limits.failures):
-        raise error
-    # A 409 only says the offsets disagree: ask for the server's at once.
-    limits.failures += 1
-    await limits.retry.wait_before_retry(
-        error,
-        limits.failures,
-        f"PATCH at offset {acknowledged}",
-        # a 409 only says the offsets disagree: ask for the server's at once
-        wait=0.0 if isinstance(error, OffsetMismatchError) else None,
-    )
-    request, response, status = await head_upload(transport, url, headers, limits.retry)
-    if not acknowledged <= status.offset <= sent_up_to:
-        raise answer_error(
-            ProtocolError,
-            request,
-            response,
-            f"after a failed PATCH the server reports offset {status.offset}; it had "
-            f"acknowledged {acknowledged} and was sent at most {sent_up_to}",
-        )
-    if status.offset > acknowledged:
-        logger.info("the server holds %d bytes; continuing from there", status.offset)
-    return status.offset, status.length is not None
 
 
 async def reporter(

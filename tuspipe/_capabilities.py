@@ -1,0 +1,62 @@
+"""What each tus endpoint supports, asked once per client (OPTIONS).
+
+:class:`CapabilityCache` is the one cache of a :class:`~tuspipe.Client`; the client hands it
+to the code of an upload that needs to know (a checksum, creation-with-upload, deferred
+length, concatenation, the maximum size), so no module reads the client's private state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._protocol import ServerCapabilities, options_request, parse_capabilities
+from ._retry import RetryPolicy, retrying
+from ._transport import Transport
+
+__all__ = ["CapabilityCache"]
+
+logger = logging.getLogger("tuspipe")
+
+
+class CapabilityCache:
+    """OPTIONS answers by endpoint URL, asked through `transport` with `headers`."""
+
+    def __init__(
+        self, transport: Transport, headers: tuple[tuple[str, str], ...], retry: RetryPolicy
+    ) -> None:
+        self._transport = transport
+        self._headers = headers
+        self._retry = retry
+        self._known: dict[str, ServerCapabilities | None] = {}
+
+    async def ask(self, url: str) -> ServerCapabilities:
+        """Ask `url` what it supports, now; the answer is kept. A server that does not offer
+        tus 1.0.0 is a VersionMismatchError; one that does not answer OPTIONS a
+        ResponseError."""
+
+        async def attempt() -> ServerCapabilities:
+            request = options_request(url, self._headers)
+            return parse_capabilities(request, await self._transport.send(request))
+
+        capabilities = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
+        self._known[url] = capabilities
+        return capabilities
+
+    async def known(self, url: str) -> ServerCapabilities | None:
+        """What `url` supports, asked once; None if it does not answer OPTIONS."""
+        if url not in self._known:
+
+            async def attempt() -> ServerCapabilities | None:
+                request = options_request(url, self._headers)
+                response = await self._transport.send(request)
+                if response.status_code in (404, 405):
+                    logger.info("%s does not answer OPTIONS (%d)", url, response.status_code)
+                    return None
+                return parse_capabilities(request, response)
+
+            self._known[url] = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
+        return self._known[url]
+
+    def cached(self, url: str | None) -> ServerCapabilities | None:
+        """What is known of `url` already, without asking."""
+        return None if url is None else self._known.get(url)

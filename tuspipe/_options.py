@@ -1,0 +1,652 @@
+"""Every option of tuspipe's calls, declared once.
+
+Each option is one key of a TypedDict below: its type, its default and its meaning, written
+as ``Annotated[type, Option(default, "meaning", check)]``. From that one declaration:
+
+* the keyword signatures of :func:`tuspipe.upload`, :func:`tuspipe.upload_many`,
+  :class:`tuspipe.Client` and the single operations are ``**options: Unpack[...]`` over these
+  TypedDicts, so mypy (and editors that implement PEP 692) check every option's name and type;
+* :func:`resolve` fills in the defaults and validates every value, in one place, before any
+  traffic, naming the option in its :class:`~tuspipe.UsageError`;
+* :func:`documented` gives each call a runtime signature with one keyword parameter per option
+  (``inspect.signature``, ``help()`` and IPython's completion show them, defaults included) and
+  appends the options' meanings to its docstring.
+
+The trade, chosen on purpose: the source shows ``**options`` rather than one parameter per
+option, so a reader of ``_api.py`` looks here for the list; in exchange the lists can no longer
+drift apart (they had: ``upload_many`` lacked five of ``upload``'s options).
+
+The families, and who takes them::
+
+    ConnectionOptions   how requests are made            every call, Client
+    ClientOptions       + on_retry(error, attempt, wait)  Client, upload, the single operations
+    TransferOptions     how bytes are sent                upload, upload_many
+    UploadOptions       + one source's own options        upload, Client.upload
+    ManyOptions         + many sources' own options       upload_many, Client.upload_many
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import os
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict, TypeVar, cast, get_type_hints
+
+from ._errors import TusError, UsageError
+from ._journal import Journal
+from ._protocol import choose_checksum, encode_metadata, validate_headers, validate_url
+from ._retry import RetryPolicy
+from ._source import SourceLike
+from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
+from ._types import (
+    DEFAULT_READ_AHEAD,
+    DEFAULT_READ_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    JournalOption,
+    ProgressCallback,
+    UploadOutcome,
+)
+
+__all__ = [
+    "ClientOptions",
+    "ConnectionOptions",
+    "ManyCallOptions",
+    "ManyOptions",
+    "Option",
+    "TransferOptions",
+    "UploadCallOptions",
+    "UploadOptions",
+    "documented",
+    "journal_from",
+    "option_names",
+    "resolve",
+    "split_options",
+]
+
+Check = Callable[[str, Any], None]
+"""Raises UsageError when the value given for the named option is not acceptable."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a TypedDict key of this module means: its default, its meaning, its check."""
+
+    default: object
+    doc: str
+    check: Check | None = None
+
+
+# ---- checks ---------------------------------------------------------------------------------
+
+
+def _callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise UsageError(f"{name} must be callable")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{name} must be a positive int, not {value!r}")
+
+
+def _positive_int_or_none(name: str, value: object) -> None:
+    if value is not None:
+        _positive_int(name, value)
+
+
+def _seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or not math.isfinite(value)
+    ):
+        raise UsageError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+def _headers(name: str, value: object) -> None:
+    validate_headers(cast("Mapping[str, str] | None", value))
+
+
+def _journal(name: str, value: object) -> None:
+    journal_from(cast(JournalOption, value))
+
+
+def _retries(name: str, value: object) -> None:
+    RetryPolicy(retries=cast(int, value))
+
+
+def _retry_delays(name: str, value: object) -> None:
+    RetryPolicy(delays=cast("Sequence[float] | None", value))
+
+
+def _http_client(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, HTTPClient):
+        raise UsageError(f"http_client must be an httpx.AsyncClient, not {value!r}")
+
+
+def _checksum(name: str, value: object) -> None:
+    choose_checksum(cast("str | None", value), None)  # an unknown algorithm fails here
+
+
+def _metadata(name: str, value: object) -> None:
+    encode_metadata(cast("Mapping[str, str | bytes] | None", value))
+
+
+def _metadata_or_function(name: str, value: object) -> None:
+    if not callable(value):
+        _metadata(name, value)
+
+
+def _url_or_none(name: str, value: object) -> None:
+    if value is not None:
+        validate_url(cast(str, value))
+
+
+def _offset_or_none(name: str, value: object) -> None:
+    # Checked against the source's size once the source is open.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UsageError(f"{name} must be an int or None, not {value!r}")
+
+
+def _key_or_none(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise UsageError(f"{name} must be a non-empty str")
+
+
+def journal_from(option: JournalOption) -> Journal | None:
+    """The journal an option names: True the default file, a path, a :class:`Journal`, or
+    None / False for none."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return Journal()
+    if isinstance(option, Journal):
+        journal = option
+    elif isinstance(option, (str, os.PathLike)):
+        journal = Journal(option)
+    else:
+        raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
+    if journal.path.is_dir():
+        raise UsageError(f"journal={str(journal.path)!r} is a directory; name a file in it")
+    return journal
+
+
+# ---- the declarations -----------------------------------------------------------------------
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """How requests are made: taken by every call and by :class:`tuspipe.Client`."""
+
+    headers: Annotated[
+        Mapping[str, str] | None,
+        Option(
+            None,
+            "extra headers for every request (authentication, say). Never journaled; "
+            "credential headers (Authorization, Cookie, Proxy-Authorization) go only to the "
+            "endpoint's origin.",
+            _headers,
+        ),
+    ]
+    journal: Annotated[
+        JournalOption,
+        Option(
+            True,
+            "where unfinished uploads are remembered so a later call resumes them: True for "
+            "the default file ($TUSPIPE_JOURNAL, else $XDG_CACHE_HOME/tuspipe/journal, else "
+            "~/.cache/tuspipe/journal), a path, a tuspipe.Journal, or None / False for none.",
+            _journal,
+        ),
+    ]
+    retries: Annotated[
+        int,
+        Option(
+            DEFAULT_RETRIES,
+            "how many times a failed request is tried again before the call fails; for "
+            "uploads the count starts afresh whenever the server's offset advances. Retried: "
+            "network errors, timeouts, 5xx, 409 (the offset is asked for again), 423, 429 "
+            "(honouring Retry-After); a 460 resends the same bytes up to 3 times. The "
+            "creation POST is retried on network errors, 429 and 5xx only.",
+            _retries,
+        ),
+    ]
+    retry_delays: Annotated[
+        Sequence[float] | None,
+        Option(
+            None,
+            "seconds to wait before the 1st, 2nd, ... retry (the last repeats); default: "
+            "exponential backoff from 0.5 s up to 30 s, with jitter.",
+            _retry_delays,
+        ),
+    ]
+    should_retry: Annotated[
+        Callable[[TusError, int], bool] | None,
+        Option(
+            None,
+            "should_retry(error, attempt) -> bool decides instead of the default rule "
+            "which failures are retried (within `retries`).",
+            _callable,
+        ),
+    ]
+    on_response: Annotated[
+        ResponseHook | None,
+        Option(
+            None,
+            "called as on_response(request, response) after every answer from the server "
+            "(tuspipe.Request and tuspipe.Response values).",
+            _callable,
+        ),
+    ]
+    verify: Annotated[
+        VerifyTypes,
+        Option(
+            True,
+            "TLS verification, as in httpx: True (the certifi bundle), False (off, with a "
+            "warning), a CA bundle file or directory, or an ssl.SSLContext.",
+        ),
+    ]
+    cert: Annotated[
+        CertTypes | None,
+        Option(
+            None,
+            "a TLS client certificate, as in httpx: a PEM file holding certificate and key, "
+            "or a (cert, key) or (cert, key, password) tuple.",
+        ),
+    ]
+    timeout: Annotated[
+        float,
+        Option(
+            DEFAULT_TIMEOUT,
+            "seconds allowed to connect (and to wait for a pooled connection).",
+            _seconds,
+        ),
+    ]
+    stall_timeout: Annotated[
+        float,
+        Option(
+            DEFAULT_STALL_TIMEOUT,
+            "seconds a request may go without moving a byte before it is aborted and retried.",
+            _seconds,
+        ),
+    ]
+    http_client: Annotated[
+        HTTPClient | None,
+        Option(
+            None,
+            "an httpx.AsyncClient to share; it is not closed (set TLS options on it, not "
+            "through verify= and cert=).",
+            _http_client,
+        ),
+    ]
+    allow_insecure_location: Annotated[
+        bool,
+        Option(
+            False,
+            "follow an https endpoint's Location to plain http (refused by default: the "
+            "bytes would travel unencrypted).",
+        ),
+    ]
+    allow_cross_origin_credentials: Annotated[
+        bool,
+        Option(
+            False,
+            "send Authorization, Cookie and Proxy-Authorization from `headers` to upload "
+            "URLs on another origin than the endpoint (by default they stay with the "
+            "endpoint's origin).",
+        ),
+    ]
+    method_override: Annotated[
+        bool,
+        Option(
+            False,
+            "send PATCH and DELETE as POST with X-HTTP-Method-Override, for proxies that "
+            "block those methods (the server must honour the header).",
+        ),
+    ]
+
+
+class ClientOptions(ConnectionOptions, total=False):
+    """:class:`tuspipe.Client`'s options: the connection's, and its retry hook."""
+
+    on_retry: Annotated[
+        Callable[[TusError, int, float], object] | None,
+        Option(
+            None,
+            "called as on_retry(error, attempt, wait_seconds) before each retry.",
+            _callable,
+        ),
+    ]
+
+
+class TransferOptions(TypedDict, total=False):
+    """How one source's bytes are sent: taken by upload and upload_many."""
+
+    chunk_size: Annotated[
+        int | None,
+        Option(
+            None,
+            "bytes per PATCH request. None: 64 MiB for files and other re-readable sources "
+            "(DEFAULT_CHUNK_SIZE; memory use does not grow with it), 8 MiB for one-pass "
+            "streams (DEFAULT_STREAM_CHUNK_SIZE; a stream's unacknowledged chunk is held in "
+            "memory).",
+            _positive_int_or_none,
+        ),
+    ]
+    checksum: Annotated[
+        str | None,
+        Option(
+            None,
+            'None, an algorithm ("sha1", "sha256", "sha512", "md5", "crc32") or "auto" (the '
+            "strongest the server lists; none if it lists none). An explicit algorithm the "
+            "server does not offer is an UnsupportedFeatureError, before any byte is sent.",
+            _checksum,
+        ),
+    ]
+    resume: Annotated[
+        bool,
+        Option(True, "False always makes a new upload, even if the journal knows one."),
+    ]
+    read_size: Annotated[
+        int,
+        Option(
+            DEFAULT_READ_SIZE,
+            "bytes per block read from the source. A file's blocks are spans sent with "
+            "sendfile(), so they cost no memory; a stream's are bytes.",
+            _positive_int,
+        ),
+    ]
+    read_ahead: Annotated[
+        int,
+        Option(DEFAULT_READ_AHEAD, "blocks held ahead of the sender.", _positive_int),
+    ]
+    parallel: Annotated[
+        int,
+        Option(
+            1,
+            "upload the source as this many parts at once and join them on the server (the "
+            "concatenation extension); a server without it gets one upload and a warning. "
+            "The journal remembers every part, so an interrupted parallel upload resumes "
+            "them all.",
+            _positive_int,
+        ),
+    ]
+    terminate_on_cancel: Annotated[
+        bool,
+        Option(
+            False,
+            "when the call is cancelled (a cancel scope, Ctrl-C), delete the upload on the "
+            "server instead of leaving it to be resumed.",
+        ),
+    ]
+
+
+class UploadOptions(TransferOptions, total=False):
+    """One source's upload: :func:`tuspipe.upload` and :meth:`tuspipe.Client.upload`."""
+
+    upload_url: Annotated[
+        str | None,
+        Option(
+            None,
+            "an existing upload to continue: its offset is asked for (HEAD) and the upload "
+            "goes on from there. The journal is not consulted.",
+            _url_or_none,
+        ),
+    ]
+    metadata: Annotated[
+        Mapping[str, str | bytes] | None,
+        Option(
+            None,
+            "Upload-Metadata pairs; str values are sent as UTF-8, bytes as they are.",
+            _metadata,
+        ),
+    ]
+    stop_at: Annotated[
+        int | None,
+        Option(
+            None,
+            "upload only up to this offset (the upload stays open for a later call).",
+            _offset_or_none,
+        ),
+    ]
+    resume_key: Annotated[
+        str | None,
+        Option(
+            None,
+            "names a stream or bytes source across processes, so that its upload can be "
+            "resumed too (paths need none: their path and modification time name them).",
+            _key_or_none,
+        ),
+    ]
+    on_progress: Annotated[
+        ProgressCallback | None,
+        Option(
+            None,
+            "called as on_progress(acknowledged, total) once the starting offset is known, "
+            "then as the server acknowledges bytes.",
+            _callable,
+        ),
+    ]
+    on_upload_url: Annotated[
+        Callable[[str], object] | None,
+        Option(None, "called with the upload's URL as soon as it is known.", _callable),
+    ]
+
+
+class ManyOptions(TransferOptions, total=False):
+    """Many sources' uploads: :func:`tuspipe.upload_many` and
+    :meth:`tuspipe.Client.upload_many`. Every per-source hook is told the source's index."""
+
+    concurrency: Annotated[int, Option(4, "how many sources upload at once.", _positive_int)]
+    fail_fast: Annotated[
+        bool,
+        Option(
+            False,
+            "raise the first failure (cancelling the other uploads) instead of reporting "
+            "each source's error in its outcome.",
+        ),
+    ]
+    metadata: Annotated[
+        Mapping[str, str | bytes] | Callable[[SourceLike], Mapping[str, str | bytes] | None] | None,
+        Option(
+            None,
+            "Upload-Metadata for every upload: a mapping, or a function of the source "
+            "returning one.",
+            _metadata_or_function,
+        ),
+    ]
+    on_start: Annotated[
+        Callable[[int], object] | None,
+        Option(
+            None,
+            "called as on_start(index) when a source's upload begins, in the task that "
+            "uploads it (context variables set there apply to that upload).",
+            _callable,
+        ),
+    ]
+    on_progress: Annotated[
+        Callable[[int, int, int | None], object] | None,
+        Option(None, "called as on_progress(index, acknowledged, total) per source.", _callable),
+    ]
+    on_total_progress: Annotated[
+        Callable[[int, int | None], object] | None,
+        Option(
+            None,
+            "called as on_total_progress(acknowledged, total) over all sources (total None "
+            "while some size is unknown).",
+            _callable,
+        ),
+    ]
+    on_upload_url: Annotated[
+        Callable[[int, str], object] | None,
+        Option(
+            None, "called as on_upload_url(index, url) once a source's upload exists.", _callable
+        ),
+    ]
+    on_retry: Annotated[
+        Callable[[int, TusError, int, float], object] | None,
+        Option(
+            None,
+            "called as on_retry(index, error, attempt, wait_seconds) before each retry of a "
+            "source's requests.",
+            _callable,
+        ),
+    ]
+    on_outcome: Annotated[
+        Callable[[UploadOutcome], object] | None,
+        Option(
+            None,
+            "called with each source's UploadOutcome as soon as that source is done (in "
+            "the order they finish).",
+            _callable,
+        ),
+    ]
+
+
+class UploadCallOptions(ClientOptions, UploadOptions, total=False):
+    """Every option of :func:`tuspipe.upload`: the client's and the upload's."""
+
+
+class ManyCallOptions(ConnectionOptions, ManyOptions, total=False):
+    """Every option of :func:`tuspipe.upload_many`: the connection's and the sources'."""
+
+
+# ---- resolving and documenting --------------------------------------------------------------
+
+_Schema = type  # a TypedDict class of this module
+
+
+def _declared(schema: _Schema) -> dict[str, Option]:
+    """The options a TypedDict declares (its own and inherited), by name."""
+    found: dict[str, Option] = {}
+    for name, hint in get_type_hints(schema, include_extras=True).items():
+        option = next(
+            (item for item in getattr(hint, "__metadata__", ()) if isinstance(item, Option)),
+            None,
+        )
+        if option is None:
+            raise TypeError(f"{schema.__name__}.{name} has no Option(...) declaration")
+        found[name] = option
+    return found
+
+
+_DECLARED: dict[_Schema, dict[str, Option]] = {}
+
+
+def _options_of(schema: _Schema) -> dict[str, Option]:
+    declared = _DECLARED.get(schema)
+    if declared is None:
+        declared = _DECLARED[schema] = _declared(schema)
+    return declared
+
+
+def option_names(schema: _Schema) -> tuple[str, ...]:
+    """The names of the options `schema` declares."""
+    return tuple(_options_of(schema))
+
+
+_T = TypeVar("_T", bound=Mapping[str, Any])
+
+
+def resolve(schema: type[_T], given: Mapping[str, Any]) -> _T:
+    """`given` checked against `schema` and completed with the defaults.
+
+    Raises UsageError for a name `schema` does not declare (suggesting the closest one) and for
+    a value its option's check refuses.
+    """
+    declared = _options_of(schema)
+    _refuse_unknown(given, declared)
+    resolved: dict[str, Any] = {}
+    for name, option in declared.items():
+        value = given.get(name, option.default)
+        if option.check is not None and name in given:
+            option.check(name, value)
+        resolved[name] = value
+    return cast(_T, resolved)
+
+
+def split_options(
+    given: Mapping[str, Any], first: _Schema, second: _Schema
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`given` divided between two schemas (a name both declare goes to `second`).
+
+    Raises UsageError for a name neither declares, suggesting the closest of either's.
+    """
+    in_first, in_second = _options_of(first), _options_of(second)
+    _refuse_unknown(given, {**in_first, **in_second})
+    return (
+        {name: value for name, value in given.items() if name not in in_second},
+        {name: value for name, value in given.items() if name in in_second},
+    )
+
+
+def _refuse_unknown(given: Iterable[str], declared: Mapping[str, Option]) -> None:
+    for name in given:
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{name!r} is not an option here{hint}")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def documented(*schemas: _Schema) -> Callable[[_F], _F]:
+    """Give a ``**options`` function one keyword parameter per option of `schemas` in its
+    runtime signature, and the options' meanings in its docstring ("Options:" section)."""
+
+    def decorate(function: _F) -> _F:
+        options: dict[str, Option] = {}
+        hints: dict[str, object] = {}
+        for schema in schemas:
+            options.update(_options_of(schema))
+            hints.update(get_type_hints(schema))
+        signature = inspect.signature(function)
+        kept = [
+            parameter
+            for parameter in signature.parameters.values()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        keywords = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=option.default,
+                annotation=hints[name],
+            )
+            for name, option in options.items()
+            if name not in {parameter.name for parameter in kept}
+        ]
+        function.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*kept, *keywords]
+        )
+        function.__doc__ = (function.__doc__ or "").rstrip() + _options_section(
+            options.items(), indent=_docstring_indent(function.__doc__)
+        )
+        return function
+
+    return decorate
+
+
+def _docstring_indent(doc: str | None) -> str:
+    lines = [line for line in (doc or "").splitlines()[1:] if line.strip()]
+    return min((line[: len(line) - len(line.lstrip())] for line in lines), default="", key=len)
+
+
+def _options_section(options: Iterable[tuple[str, Option]], *, indent: str) -> str:
+    lines = ["", "", f"{indent}Options (keyword arguments, declared in tuspipe._options):"]
+    for name, option in options:
+        text = f"{name} (default {option.default!r}): {option.doc}"
+        lines += textwrap.wrap(
+            text,
+            width=96,
+            initial_indent=indent + "    ",
+            subsequent_indent=indent + "        ",
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines) + "\n"
