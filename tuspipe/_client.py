@@ -17,9 +17,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Unpack
 
-import trio
-
 from ._capabilities import CapabilityCache
+from ._checks import journal_from
 from ._errors import TusError, UsageError
 from ._options import (
     ClientOptions,
@@ -27,7 +26,6 @@ from ._options import (
     TransferOptions,
     UploadOptions,
     documented,
-    journal_from,
     option_names,
     resolve,
 )
@@ -191,31 +189,34 @@ class Client:
         progress = _ManyProgress(len(listed), settings)
         # Once, up front: later uploads can then send their first chunk with the POST.
         await self._capabilities.known(url)
-        limiter = trio.CapacityLimiter(settings["concurrency"])
+        waiting = iter(range(len(listed)))  # shared by the workers: sources start in order
+
+        async def worker() -> None:
+            for index in waiting:
+                await one(index)
 
         async def one(index: int) -> None:
             item = listed[index]
-            async with limiter:
-                if settings["on_start"] is not None:
-                    settings["on_start"](index)
-                try:
-                    result = await self._upload(
-                        item,
-                        url,
-                        _one_of_many(settings, index, item, progress),
-                        self._retry_for(settings, index),
-                    )
-                except (TusError, OSError) as error:
-                    if settings["fail_fast"]:
-                        raise
-                    logger.warning("upload %d of %d failed: %s", index + 1, len(listed), error)
-                    outcomes[index] = UploadOutcome(index, item, error=error)
-                else:
-                    outcomes[index] = UploadOutcome(index, item, result=result)
-                if settings["on_outcome"] is not None:
-                    settings["on_outcome"](outcomes[index])
+            if settings["on_start"] is not None:
+                settings["on_start"](index)
+            try:
+                result = await self._upload(
+                    item,
+                    url,
+                    _one_of_many(settings, index, item, progress),
+                    self._retry_for(settings, index),
+                )
+            except (TusError, OSError) as error:
+                if settings["fail_fast"]:
+                    raise
+                logger.warning("upload %d of %d failed: %s", index + 1, len(listed), error)
+                outcomes[index] = UploadOutcome(index, item, error=error)
+            else:
+                outcomes[index] = UploadOutcome(index, item, result=result)
+            if settings["on_outcome"] is not None:
+                settings["on_outcome"](outcomes[index])
 
-        await gather([partial(one, index) for index in range(len(listed))])
+        await gather([worker] * min(settings["concurrency"], len(listed)))
         return outcomes
 
     def _retry_for(self, settings: ManyOptions, index: int) -> RetryPolicy:

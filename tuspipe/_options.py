@@ -29,17 +29,30 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
-import os
+import os  # noqa: F401 - get_type_hints() evaluates the "os.PathLike[str]" inside SourceLike
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict, TypeVar, cast, get_type_hints
 
+from ._checks import (
+    Option,
+    callable_check,
+    checksum_check,
+    headers_check,
+    http_client_check,
+    journal_check,
+    key_or_none_check,
+    metadata_check,
+    metadata_or_function_check,
+    offset_or_none_check,
+    positive_int_check,
+    positive_int_or_none_check,
+    retries_check,
+    retry_delays_check,
+    seconds_check,
+    url_or_none_check,
+)
 from ._errors import TusError, UsageError
-from ._journal import Journal
-from ._protocol import choose_checksum, encode_metadata, validate_headers, validate_url
-from ._retry import RetryPolicy
 from ._source import SourceLike
 from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
 from ._types import (
@@ -58,125 +71,14 @@ __all__ = [
     "ConnectionOptions",
     "ManyCallOptions",
     "ManyOptions",
-    "Option",
     "TransferOptions",
     "UploadCallOptions",
     "UploadOptions",
     "documented",
-    "journal_from",
     "option_names",
     "resolve",
     "split_options",
 ]
-
-Check = Callable[[str, Any], None]
-"""Raises UsageError when the value given for the named option is not acceptable."""
-
-
-@dataclass(frozen=True)
-class Option:
-    """What a TypedDict key of this module means: its default, its meaning, its check."""
-
-    default: object
-    doc: str
-    check: Check | None = None
-
-
-# ---- checks ---------------------------------------------------------------------------------
-
-
-def _callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise UsageError(f"{name} must be callable")
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UsageError(f"{name} must be a positive int, not {value!r}")
-
-
-def _positive_int_or_none(name: str, value: object) -> None:
-    if value is not None:
-        _positive_int(name, value)
-
-
-def _seconds(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value > 0
-        or not math.isfinite(value)
-    ):
-        raise UsageError(f"{name} must be a positive number of seconds, not {value!r}")
-
-
-def _headers(name: str, value: object) -> None:
-    validate_headers(cast("Mapping[str, str] | None", value))
-
-
-def _journal(name: str, value: object) -> None:
-    journal_from(cast(JournalOption, value))
-
-
-def _retries(name: str, value: object) -> None:
-    RetryPolicy(retries=cast(int, value))
-
-
-def _retry_delays(name: str, value: object) -> None:
-    RetryPolicy(delays=cast("Sequence[float] | None", value))
-
-
-def _http_client(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, HTTPClient):
-        raise UsageError(f"http_client must be an httpx.AsyncClient, not {value!r}")
-
-
-def _checksum(name: str, value: object) -> None:
-    choose_checksum(cast("str | None", value), None)  # an unknown algorithm fails here
-
-
-def _metadata(name: str, value: object) -> None:
-    encode_metadata(cast("Mapping[str, str | bytes] | None", value))
-
-
-def _metadata_or_function(name: str, value: object) -> None:
-    if not callable(value):
-        _metadata(name, value)
-
-
-def _url_or_none(name: str, value: object) -> None:
-    if value is not None:
-        validate_url(cast(str, value))
-
-
-def _offset_or_none(name: str, value: object) -> None:
-    # Checked against the source's size once the source is open.
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UsageError(f"{name} must be an int or None, not {value!r}")
-
-
-def _key_or_none(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise UsageError(f"{name} must be a non-empty str")
-
-
-def journal_from(option: JournalOption) -> Journal | None:
-    """The journal an option names: True the default file, a path, a :class:`Journal`, or
-    None / False for none."""
-    if option is None or option is False:
-        return None
-    if option is True:
-        return Journal()
-    if isinstance(option, Journal):
-        journal = option
-    elif isinstance(option, (str, os.PathLike)):
-        journal = Journal(option)
-    else:
-        raise UsageError(f"journal must be True, False, None, a path or a Journal, not {option!r}")
-    if journal.path.is_dir():
-        raise UsageError(f"journal={str(journal.path)!r} is a directory; name a file in it")
-    return journal
-
 
 # ---- the declarations -----------------------------------------------------------------------
 
@@ -191,7 +93,7 @@ class ConnectionOptions(TypedDict, total=False):
             "extra headers for every request (authentication, say). Never journaled; "
             "credential headers (Authorization, Cookie, Proxy-Authorization) go only to the "
             "endpoint's origin.",
-            _headers,
+            headers_check,
         ),
     ]
     journal: Annotated[
@@ -201,7 +103,7 @@ class ConnectionOptions(TypedDict, total=False):
             "where unfinished uploads are remembered so a later call resumes them: True for "
             "the default file ($TUSPIPE_JOURNAL, else $XDG_CACHE_HOME/tuspipe/journal, else "
             "~/.cache/tuspipe/journal), a path, a tuspipe.Journal, or None / False for none.",
-            _journal,
+            journal_check,
         ),
     ]
     retries: Annotated[
@@ -213,7 +115,7 @@ class ConnectionOptions(TypedDict, total=False):
             "network errors, timeouts, 5xx, 409 (the offset is asked for again), 423, 429 "
             "(honouring Retry-After); a 460 resends the same bytes up to 3 times. The "
             "creation POST is retried on network errors, 429 and 5xx only.",
-            _retries,
+            retries_check,
         ),
     ]
     retry_delays: Annotated[
@@ -222,7 +124,7 @@ class ConnectionOptions(TypedDict, total=False):
             None,
             "seconds to wait before the 1st, 2nd, ... retry (the last repeats); default: "
             "exponential backoff from 0.5 s up to 30 s, with jitter.",
-            _retry_delays,
+            retry_delays_check,
         ),
     ]
     should_retry: Annotated[
@@ -231,7 +133,7 @@ class ConnectionOptions(TypedDict, total=False):
             None,
             "should_retry(error, attempt) -> bool decides instead of the default rule "
             "which failures are retried (within `retries`).",
-            _callable,
+            callable_check,
         ),
     ]
     on_response: Annotated[
@@ -240,7 +142,7 @@ class ConnectionOptions(TypedDict, total=False):
             None,
             "called as on_response(request, response) after every answer from the server "
             "(tuspipe.Request and tuspipe.Response values).",
-            _callable,
+            callable_check,
         ),
     ]
     verify: Annotated[
@@ -264,7 +166,7 @@ class ConnectionOptions(TypedDict, total=False):
         Option(
             DEFAULT_TIMEOUT,
             "seconds allowed to connect (and to wait for a pooled connection).",
-            _seconds,
+            seconds_check,
         ),
     ]
     stall_timeout: Annotated[
@@ -272,7 +174,7 @@ class ConnectionOptions(TypedDict, total=False):
         Option(
             DEFAULT_STALL_TIMEOUT,
             "seconds a request may go without moving a byte before it is aborted and retried.",
-            _seconds,
+            seconds_check,
         ),
     ]
     http_client: Annotated[
@@ -281,7 +183,7 @@ class ConnectionOptions(TypedDict, total=False):
             None,
             "an httpx.AsyncClient to share; it is not closed (set TLS options on it, not "
             "through verify= and cert=).",
-            _http_client,
+            http_client_check,
         ),
     ]
     allow_insecure_location: Annotated[
@@ -319,7 +221,7 @@ class ClientOptions(ConnectionOptions, total=False):
         Option(
             None,
             "called as on_retry(error, attempt, wait_seconds) before each retry.",
-            _callable,
+            callable_check,
         ),
     ]
 
@@ -335,7 +237,7 @@ class TransferOptions(TypedDict, total=False):
             "(DEFAULT_CHUNK_SIZE; memory use does not grow with it), 8 MiB for one-pass "
             "streams (DEFAULT_STREAM_CHUNK_SIZE; a stream's unacknowledged chunk is held in "
             "memory).",
-            _positive_int_or_none,
+            positive_int_or_none_check,
         ),
     ]
     checksum: Annotated[
@@ -345,7 +247,7 @@ class TransferOptions(TypedDict, total=False):
             'None, an algorithm ("sha1", "sha256", "sha512", "md5", "crc32") or "auto" (the '
             "strongest the server lists; none if it lists none). An explicit algorithm the "
             "server does not offer is an UnsupportedFeatureError, before any byte is sent.",
-            _checksum,
+            checksum_check,
         ),
     ]
     resume: Annotated[
@@ -358,12 +260,12 @@ class TransferOptions(TypedDict, total=False):
             DEFAULT_READ_SIZE,
             "bytes per block read from the source. A file's blocks are spans sent with "
             "sendfile(), so they cost no memory; a stream's are bytes.",
-            _positive_int,
+            positive_int_check,
         ),
     ]
     read_ahead: Annotated[
         int,
-        Option(DEFAULT_READ_AHEAD, "blocks held ahead of the sender.", _positive_int),
+        Option(DEFAULT_READ_AHEAD, "blocks held ahead of the sender.", positive_int_check),
     ]
     parallel: Annotated[
         int,
@@ -373,7 +275,7 @@ class TransferOptions(TypedDict, total=False):
             "concatenation extension); a server without it gets one upload and a warning. "
             "The journal remembers every part, so an interrupted parallel upload resumes "
             "them all.",
-            _positive_int,
+            positive_int_check,
         ),
     ]
     terminate_on_cancel: Annotated[
@@ -395,7 +297,7 @@ class UploadOptions(TransferOptions, total=False):
             None,
             "an existing upload to continue: its offset is asked for (HEAD) and the upload "
             "goes on from there. The journal is not consulted.",
-            _url_or_none,
+            url_or_none_check,
         ),
     ]
     metadata: Annotated[
@@ -403,7 +305,7 @@ class UploadOptions(TransferOptions, total=False):
         Option(
             None,
             "Upload-Metadata pairs; str values are sent as UTF-8, bytes as they are.",
-            _metadata,
+            metadata_check,
         ),
     ]
     stop_at: Annotated[
@@ -411,7 +313,7 @@ class UploadOptions(TransferOptions, total=False):
         Option(
             None,
             "upload only up to this offset (the upload stays open for a later call).",
-            _offset_or_none,
+            offset_or_none_check,
         ),
     ]
     resume_key: Annotated[
@@ -420,7 +322,7 @@ class UploadOptions(TransferOptions, total=False):
             None,
             "names a stream or bytes source across processes, so that its upload can be "
             "resumed too (paths need none: their path and modification time name them).",
-            _key_or_none,
+            key_or_none_check,
         ),
     ]
     on_progress: Annotated[
@@ -429,12 +331,12 @@ class UploadOptions(TransferOptions, total=False):
             None,
             "called as on_progress(acknowledged, total) once the starting offset is known, "
             "then as the server acknowledges bytes.",
-            _callable,
+            callable_check,
         ),
     ]
     on_upload_url: Annotated[
         Callable[[str], object] | None,
-        Option(None, "called with the upload's URL as soon as it is known.", _callable),
+        Option(None, "called with the upload's URL as soon as it is known.", callable_check),
     ]
 
 
@@ -442,7 +344,7 @@ class ManyOptions(TransferOptions, total=False):
     """Many sources' uploads: :func:`tuspipe.upload_many` and
     :meth:`tuspipe.Client.upload_many`. Every per-source hook is told the source's index."""
 
-    concurrency: Annotated[int, Option(4, "how many sources upload at once.", _positive_int)]
+    concurrency: Annotated[int, Option(4, "how many sources upload at once.", positive_int_check)]
     fail_fast: Annotated[
         bool,
         Option(
@@ -457,7 +359,7 @@ class ManyOptions(TransferOptions, total=False):
             None,
             "Upload-Metadata for every upload: a mapping, or a function of the source "
             "returning one.",
-            _metadata_or_function,
+            metadata_or_function_check,
         ),
     ]
     on_start: Annotated[
@@ -466,12 +368,14 @@ class ManyOptions(TransferOptions, total=False):
             None,
             "called as on_start(index) when a source's upload begins, in the task that "
             "uploads it (context variables set there apply to that upload).",
-            _callable,
+            callable_check,
         ),
     ]
     on_progress: Annotated[
         Callable[[int, int, int | None], object] | None,
-        Option(None, "called as on_progress(index, acknowledged, total) per source.", _callable),
+        Option(
+            None, "called as on_progress(index, acknowledged, total) per source.", callable_check
+        ),
     ]
     on_total_progress: Annotated[
         Callable[[int, int | None], object] | None,
@@ -479,13 +383,15 @@ class ManyOptions(TransferOptions, total=False):
             None,
             "called as on_total_progress(acknowledged, total) over all sources (total None "
             "while some size is unknown).",
-            _callable,
+            callable_check,
         ),
     ]
     on_upload_url: Annotated[
         Callable[[int, str], object] | None,
         Option(
-            None, "called as on_upload_url(index, url) once a source's upload exists.", _callable
+            None,
+            "called as on_upload_url(index, url) once a source's upload exists.",
+            callable_check,
         ),
     ]
     on_retry: Annotated[
@@ -494,7 +400,7 @@ class ManyOptions(TransferOptions, total=False):
             None,
             "called as on_retry(index, error, attempt, wait_seconds) before each retry of a "
             "source's requests.",
-            _callable,
+            callable_check,
         ),
     ]
     on_outcome: Annotated[
@@ -503,7 +409,7 @@ class ManyOptions(TransferOptions, total=False):
             None,
             "called with each source's UploadOutcome as soon as that source is done (in "
             "the order they finish).",
-            _callable,
+            callable_check,
         ),
     ]
 
