@@ -49,12 +49,13 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
+
+from ._httpdate import has_passed
 
 __all__ = [
     "Journal",
@@ -400,10 +401,4 @@ class Journal:
 
 def has_expired(entry: JournalEntry, now: float | None = None) -> bool:
     """True once the server's ``Upload-Expires`` for the upload has passed."""
-    if not entry.expires:
-        return False
-    try:
-        moment = parsedate_to_datetime(entry.expires).timestamp()
-    except (TypeError, ValueError):
-        return False
-    return moment <= (time.time() if now is None else now)
+    return has_passed(entry.expires, now)

@@ -25,6 +25,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -39,6 +40,7 @@ from ._errors import (
     UsageError,
     VersionMismatchError,
 )
+from ._httpdate import parse_http_date
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -158,6 +160,11 @@ class UploadStatus:
     @property
     def complete(self) -> bool:
         return self.length is not None and self.offset == self.length
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """`expires` as a moment; None when the server named no date it can be read as."""
+        return parse_http_date(self.expires)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,8 @@ import dataclasses
 import logging
 import math
 import random
-import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import trio
@@ -30,6 +28,7 @@ from ._errors import (
     TusError,
     UsageError,
 )
+from ._httpdate import seconds_until
 from ._protocol import (
     Action,
     Request,
@@ -176,11 +175,8 @@ def retry_after_seconds(error: BaseException) -> float | None:
         return None
     if value.isascii() and value.isdigit():
         return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
+    remaining = seconds_until(value)
+    return None if remaining is None else max(0.0, remaining)
 
 
 async def retrying(
