@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from tuspipe import UploadStatus
 from tuspipe._httpdate import has_passed, parse_http_date, seconds_until
 
-MOMENT = datetime(2026, 12, 5, 16, 0, 0, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 12, 5, 16, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
