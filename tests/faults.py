@@ -193,6 +193,10 @@ class Exchange:
     url: str
     #: ``Upload-Offset`` of the request
     offset: int | None
+    #: ``Upload-Length`` of the request (a creation, or a deferred length declared)
+    upload_length: int | None = None
+    #: ``Content-Length`` of the request: the body the client meant to send
+    content_length: int | None = None
     #: the applied action (``repr``), None when the exchange passed untouched
     fault: str | None = None
     #: body bytes that went to the server; None when nothing was forwarded
@@ -302,6 +306,8 @@ class FaultTransport(httpx.AsyncBaseTransport):
             method=request.method,
             url=str(request.url),
             offset=_int_header(request.headers, "upload-offset"),
+            upload_length=_int_header(request.headers, "upload-length"),
+            content_length=_int_header(request.headers, "content-length"),
             injected=injected,
         )
         self.log.append(exchange)

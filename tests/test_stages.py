@@ -530,7 +530,7 @@ async def cursor_pieces(
     results = []
     for start in starts:
         assert await cursor.chunk_at(start) == chunk
-        results.append([piece async for piece in cursor.iter_bytes(start, chunk)])
+        results.append([piece async for piece in cursor.iter_bytes(start, chunk.end)])
     return results
 
 

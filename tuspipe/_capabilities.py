@@ -1,14 +1,17 @@
-"""What each tus endpoint supports, asked once per client (OPTIONS).
+"""What each tus endpoint supports: asked once per client (OPTIONS), or learned (413).
 
 :class:`CapabilityCache` is the one cache of a :class:`~tuspipe.Client`; the client hands it
 to the code of an upload that needs to know (a checksum, creation-with-upload, deferred
 length, concatenation, the maximum size), so no module reads the client's private state.
+Its :class:`~tuspipe._bodylimits.BodyLimits` remember the request bodies a server (or a
+proxy in front of it) refused as too large, so later requests and later uploads fit.
 """
 
 from __future__ import annotations
 
 import logging
 
+from ._bodylimits import BodyLimits
 from ._protocol import ServerCapabilities, options_request, parse_capabilities
 from ._retry import RetryPolicy, retrying
 from ._transport import Transport
@@ -28,6 +31,7 @@ class CapabilityCache:
         self._headers = headers
         self._retry = retry
         self._known: dict[str, ServerCapabilities | None] = {}
+        self.body_limits = BodyLimits()
 
     async def ask(self, url: str) -> ServerCapabilities:
         """Ask `url` what it supports, now; the answer is kept. A server that does not offer

@@ -169,6 +169,7 @@ class Client:
             headers=self._headers,
             journal=self._journal,
             retry=retry,
+            body_limits=self._capabilities.body_limits,
             allow_insecure_location=self._allow_insecure_location,
             allow_cross_origin_credentials=self._allow_cross_origin_credentials,
         )

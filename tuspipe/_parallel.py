@@ -248,6 +248,7 @@ async def _upload_parts(
             algorithm=algorithm,
             settings=plan.settings,
             retry=plan.retry,
+            body_limits=plan.body_limits,
             on_acknowledged=partial(acknowledged, index),
             channel_stats=channel_stats,
         )

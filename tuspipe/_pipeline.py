@@ -38,6 +38,7 @@ from typing import NoReturn, TypeVar
 
 import trio
 
+from ._bodylimits import BodyLimits
 from ._channels import (
     ChannelStats,
     MeteredReceiveChannel,
@@ -123,6 +124,7 @@ async def run_pipeline(
     algorithm: str | None,
     settings: PipelineSettings,
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+    body_limits: BodyLimits | None = None,
     on_acknowledged: Callable[[int], Awaitable[None]],
     declare_length: bool = False,
     channel_stats: list[ChannelStats] | None = None,
@@ -134,8 +136,9 @@ async def run_pipeline(
 
     `start` must be the server's current offset. `on_acknowledged` is called with each offset
     the server confirms, in increasing order (a newer one may supersede a few older ones).
-    When `channel_stats` is given, the figures of each channel are appended to it, also when
-    the pipeline fails.
+    `body_limits` are the request sizes refused so far by servers (413), shared by a client's
+    uploads; PATCHes are cut to fit them. When `channel_stats` is given, the figures of each
+    channel are appended to it, also when the pipeline fails.
     """
     acknowledged = start
 
@@ -192,7 +195,7 @@ async def run_pipeline(
                     sender,
                     blocks_in,
                     acks_out,
-                    link=RetryingLink(transport, url, headers, retry),
+                    link=RetryingLink(transport, url, headers, retry, body_limits),
                     url=url,
                     headers=headers,
                     source=source,

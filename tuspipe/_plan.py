@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from ._bodylimits import BodyLimits
 from ._errors import UsageError
 from ._journal import Journal
 from ._pipeline import PipelineSettings
+from ._protocol import origin
 from ._retry import RetryPolicy
 from ._types import ProgressCallback
 
@@ -37,6 +38,7 @@ class UploadPlan:
     resume_key: str | None
     settings: PipelineSettings
     retry: RetryPolicy
+    body_limits: BodyLimits
     on_progress: ProgressCallback | None
     on_upload_url: Callable[[str], object] | None
     parallel: int = 1
@@ -49,17 +51,12 @@ class UploadPlan:
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
-
-
 def headers_to(plan: UploadPlan, url: str) -> tuple[tuple[str, str], ...]:
     """The headers for a request to `url`: without credentials when `url` lies on another
     origin than the endpoint the caller gave them for (unless the caller allows it)."""
     if plan.allow_cross_origin_credentials or plan.url is None:
         return plan.headers
-    if _origin(url) == _origin(plan.url):
+    if origin(url) == origin(plan.url):
         return plan.headers
     kept = tuple(pair for pair in plan.headers if pair[0].lower() not in _CREDENTIAL_HEADERS)
     if len(kept) != len(plan.headers):

@@ -67,6 +67,7 @@ __all__ = [
     "head_request",
     "new_hasher",
     "options_request",
+    "origin",
     "parse_capabilities",
     "parse_creation",
     "parse_creation_offset",
@@ -309,6 +310,12 @@ def validate_url(url: str) -> str:
     if not parts.hostname:
         raise UsageError(f"{url!r} has no host")
     return url
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """The origin of `url`: (scheme, lower-case host, port), what credentials are bound to."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def validate_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import trio
 
 from ._body import BodyPart
+from ._bodylimits import BodyLimits
 from ._errors import (
     NetworkError,
     OffsetMismatchError,
@@ -263,8 +264,10 @@ class RetryingLink:
         url: str,
         headers: tuple[tuple[str, str], ...],
         policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        body_limits: BodyLimits | None = None,
     ) -> None:
         self._transport = transport
+        self._body_limits = BodyLimits() if body_limits is None else body_limits
         self._url = url
         self._headers = headers
         self._policy = policy
@@ -273,8 +276,20 @@ class RetryingLink:
     async def send(self, request: Request, body: AsyncIterable[BodyPart]) -> Response:
         return await self._transport.send(request, body)
 
-    def progressed(self) -> None:
+    def progressed(self, body: int) -> None:
         self._failures = 0
+        self._body_limits.accepted(self._url, body)
+
+    def max_body(self) -> int | None:
+        return self._body_limits.limit(self._url)
+
+    async def body_refused(
+        self, error: TusError, body: int, acknowledged: int, sent_up_to: int
+    ) -> tuple[int, bool]:
+        """A PATCH of `body` bytes was refused as too large (413): lower the body limit of
+        this server (or raise `error`, at the floor), then ask for the server's offset."""
+        self._body_limits.refused(self._url, body, error)
+        return await self._offset_after_failure(acknowledged, sent_up_to)
 
     async def recover(
         self, error: TusError, acknowledged: int, sent_up_to: int
@@ -295,6 +310,9 @@ class RetryingLink:
             # a 409 only says the offsets disagree: ask for the server's at once
             wait=0.0 if isinstance(error, OffsetMismatchError) else None,
         )
+        return await self._offset_after_failure(acknowledged, sent_up_to)
+
+    async def _offset_after_failure(self, acknowledged: int, sent_up_to: int) -> tuple[int, bool]:
         request, response, status = await head_upload(
             self._transport, self._url, self._headers, self._policy
         )

@@ -29,7 +29,7 @@ import trio
 
 from ._body import BodyPart, FileSpan
 from ._channels import ReceiveEnd, SendEnd
-from ._errors import ChecksumMismatchError, ProtocolError, TusError
+from ._errors import ChecksumMismatchError, ProtocolError, TusError, UploadTooLargeError
 from ._protocol import (
     Hasher,
     Request,
@@ -292,13 +292,15 @@ async def _read_block(source: Source, offset: int, length: int) -> BodyPart:
     return span
 
 
-def _tail(data: BodyPart, skip: int, source: Source, offset: int) -> BodyPart:
-    """`data` (found at `offset`) without its first `skip` bytes."""
+def _piece(data: BodyPart, skip: int, take: int, source: Source, offset: int) -> BodyPart:
+    """The `take` bytes of `data` (found at `offset`) that follow its first `skip`."""
+    if skip == 0 and take == len(data):
+        return data
     if isinstance(data, FileSpan):
-        rest = source.span_at(offset + skip, data.length - skip)
-        assert rest is not None  # a source that gave one span gives others
-        return rest
-    return data[skip:]
+        piece = source.span_at(offset + skip, take)
+        assert piece is not None  # a source that gave one span gives others
+        return piece
+    return data[skip : skip + take]
 
 
 class _BlockCursor:
@@ -354,27 +356,34 @@ class _BlockCursor:
                 return None
         return self._chunk
 
-    async def iter_bytes(self, start: int, chunk: Chunk) -> AsyncIterator[BodyPart]:
-        """Yield the source's bytes from `start` to the end of `chunk`, which holds `start`."""
+    async def iter_bytes(self, start: int, end: int) -> AsyncIterator[BodyPart]:
+        """Yield the source's bytes ``[start, end)``, which lie in one chunk."""
         position = self.position
-        async for reread in read_range(
-            self._source, start, min(chunk.end, position), self._read_size
-        ):
+        async for reread in read_range(self._source, start, min(end, position), self._read_size):
             yield reread
         offset = max(start, position)
-        while offset < chunk.end:
-            await self._peek()
-            block = self._consume()
+        while offset < end:
+            block = await self._peek()
             if block.end <= offset:  # the server already holds all of it
+                self._consume()
                 continue
-            # Blocks never straddle chunks, so only the head of a block can be unwanted.
-            data = (
-                block.data
-                if block.offset >= offset
-                else _tail(block.data, offset - block.offset, self._source, block.offset)
-            )
-            offset = block.end
-            yield data
+            if block.end > end:
+                # A request shorter than the chunk (a body limit) ends inside this block: the
+                # rest of it stays pending for the next request.
+                self._pending = Block(
+                    block.chunk,
+                    end,
+                    _piece(
+                        block.data, end - block.offset, block.end - end, self._source, block.offset
+                    ),
+                )
+                self._consumed_to = end
+            else:
+                self._consume()
+            first = max(offset, block.offset)
+            last = min(end, block.end)
+            offset = last
+            yield _piece(block.data, first - block.offset, last - first, self._source, block.offset)
 
 
 class UploadLink(Protocol):
@@ -393,8 +402,21 @@ class UploadLink(Protocol):
         length. Raises `error` again when the policy allows no further try."""
         ...
 
-    def progressed(self) -> None:
-        """The server's offset advanced: the count of failed tries starts afresh."""
+    def progressed(self, body: int) -> None:
+        """A PATCH of `body` bytes advanced the server's offset: the count of failed tries
+        starts afresh."""
+        ...
+
+    def max_body(self) -> int | None:
+        """The most bytes one PATCH may carry to this server, once it refused more (413)."""
+        ...
+
+    async def body_refused(
+        self, error: TusError, body: int, acknowledged: int, sent_up_to: int
+    ) -> tuple[int, bool]:
+        """A PATCH of `body` bytes was refused as too large (413): lower :meth:`max_body`
+        (raising `error`, with the limit found, where it goes no lower), then return the
+        server's offset and whether it knows the length, as :meth:`recover` does."""
         ...
 
 
@@ -438,18 +460,19 @@ async def sender(
             chunk = await cursor.chunk_at(offset)
             if chunk is None:  # a source of unknown size has ended
                 break
+            # A server that refused large bodies (413) gets the chunk in pieces it accepts.
+            max_body = link.max_body()
+            end = chunk.end if max_body is None else min(chunk.end, offset + max_body)
             checksum = chunk.checksum
-            if algorithm is not None and offset != chunk.offset:
-                # A partial resend needs a digest of exactly the bytes it carries.
-                checksum = await digest_range(
-                    source, offset, chunk.end - offset, algorithm, read_size
-                )
+            if algorithm is not None and (offset, end) != (chunk.offset, chunk.end):
+                # A partial send needs a digest of exactly the bytes it carries.
+                checksum = await digest_range(source, offset, end - offset, algorithm, read_size)
             # A length is declared once: some servers (@tus/server) record it before reading
             # the body, and refuse a resend that declares it again.
-            declared = None if length_known else chunk.declare_length
-            request = patch_request(url, offset, chunk.end - offset, checksum, headers, declared)
+            declared = None if length_known or end != chunk.end else chunk.declare_length
+            request = patch_request(url, offset, end - offset, checksum, headers, declared)
             try:
-                response = await link.send(request, cursor.iter_bytes(offset, chunk))
+                response = await link.send(request, cursor.iter_bytes(offset, end))
                 new_offset = parse_patch(request, response)
             except ChecksumMismatchError:
                 # The server stored nothing and its offset is unchanged: send the same bytes.
@@ -463,21 +486,25 @@ async def sender(
                     MAX_CHECKSUM_RESENDS,
                 )
                 continue
+            except UploadTooLargeError as error:
+                new_offset, length_known = await link.body_refused(
+                    error, end - offset, offset, cursor.position
+                )
             except TusError as error:
                 new_offset, length_known = await link.recover(error, offset, cursor.position)
             else:
                 _check_progress(request, response, offset, new_offset, limits)
-                if new_offset < chunk.end:
+                if new_offset < end:
                     logger.info(
                         "server stored %d of %d bytes at offset %d; continuing from %d",
                         new_offset - offset,
-                        chunk.end - offset,
+                        end - offset,
                         offset,
                         new_offset,
                     )
             if new_offset > offset:
                 limits.progressed()
-                link.progressed()
+                link.progressed(end - offset)
                 offset = new_offset
                 source.release(offset)
                 await acknowledged.send(offset)

@@ -21,6 +21,7 @@ from functools import partial
 
 import trio
 
+from ._bodylimits import BodyLimits
 from ._capabilities import CapabilityCache
 from ._channels import ChannelStats
 from ._errors import (
@@ -38,6 +39,7 @@ from ._parallel import parallel_parts, run_parallel
 from ._pipeline import PipelineSettings, run_pipeline
 from ._plan import UploadPlan, headers_to, stop_offset
 from ._protocol import (
+    Request,
     Response,
     ServerCapabilities,
     choose_checksum,
@@ -71,6 +73,7 @@ def plan_upload(
     headers: tuple[tuple[str, str], ...],
     journal: Journal | None,
     retry: RetryPolicy,
+    body_limits: BodyLimits,
     allow_insecure_location: bool,
     allow_cross_origin_credentials: bool,
 ) -> UploadPlan:
@@ -100,6 +103,7 @@ def plan_upload(
             read_ahead=options["read_ahead"],
         ),
         retry=retry,
+        body_limits=body_limits,
         on_progress=options["on_progress"],
         on_upload_url=options["on_upload_url"],
         parallel=options["parallel"],
@@ -219,7 +223,8 @@ def _creation_body_length(
         or algorithm is not None
     ):
         return 0
-    return min(plan.settings.chunk_size, source.size)
+    limit = plan.body_limits.limit(plan.url or "")  # a body size the server refused before
+    return min(plan.settings.chunk_size, source.size, limit or source.size)
 
 
 async def _find_or_create(
@@ -280,20 +285,16 @@ async def _create(
     """
     assert plan.url is not None
     first = _creation_body_length(source, plan, capabilities, algorithm)
-    request = creation_request(
-        plan.url,
-        source.size,
-        plan.metadata,
-        plan.headers,
-        body_length=first or None,
-    )
-    target, response = await create_with_retries(
-        transport,
-        request,
-        plan.retry,
-        allow_insecure_location=plan.allow_insecure_location,
-        body=(lambda: read_range(source, 0, first, plan.settings.read_size)) if first else None,
-    )
+    try:
+        request, target, response = await _post(transport, source, plan, first)
+    except UploadTooLargeError:
+        if not first:
+            raise
+        # The body was too large for the server or a proxy: create without it, and let the
+        # PATCHes find the size that fits.
+        logger.info("the creation POST with %d bytes was refused (413); posting none", first)
+        first = 0
+        request, target, response = await _post(transport, source, plan, first)
     offset = 0
     if first:
         held = parse_creation_offset(request, response)
@@ -311,6 +312,24 @@ async def _create(
         offset,
     )
     return target, offset, response
+
+
+async def _post(
+    transport: Transport, source: Source, plan: UploadPlan, first: int
+) -> tuple[Request, str, Response]:
+    """POST the creation request, with the source's first `first` bytes as its body."""
+    assert plan.url is not None
+    request = creation_request(
+        plan.url, source.size, plan.metadata, plan.headers, body_length=first or None
+    )
+    target, response = await create_with_retries(
+        transport,
+        request,
+        plan.retry,
+        allow_insecure_location=plan.allow_insecure_location,
+        body=(lambda: read_range(source, 0, first, plan.settings.read_size)) if first else None,
+    )
+    return request, target, response
 
 
 async def run_upload(
@@ -403,6 +422,7 @@ async def run_upload(
                 algorithm=algorithm,
                 settings=plan.settings,
                 retry=plan.retry,
+                body_limits=plan.body_limits,
                 on_acknowledged=acknowledged,
                 declare_length=deferred,
                 channel_stats=channel_stats,
