@@ -103,10 +103,11 @@ def test_only_the_transport_imports_httpx(module: str) -> None:
 
 
 def test_the_protocol_layer_is_pure() -> None:
-    allowed = {"tuspipe._errors", "tuspipe._httpdate"}
+    allowed = {"tuspipe._errors", "tuspipe._httpdate", "tuspipe._status"}
     third_party_or_io = {"trio", "httpx", "httpcore", "msgpack", "socket", "ssl", "os"}
-    assert _internal("tuspipe._protocol") <= allowed
-    assert not GRAPH["tuspipe._protocol"] & third_party_or_io
+    for module in ("tuspipe._protocol", "tuspipe._status", "tuspipe._httpdate"):
+        assert _internal(module) <= allowed, module
+        assert not GRAPH[module] & third_party_or_io, module
 
 
 def test_the_stages_know_neither_transport_nor_retry_policy() -> None:

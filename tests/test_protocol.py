@@ -116,6 +116,7 @@ EXPECTED_ALL = [
     "Response",
     "ResponseError",
     "RetryPolicy",
+    "SchemeMismatchError",
     "ServerCapabilities",
     "SourceChangedError",
     "TLSVerificationError",

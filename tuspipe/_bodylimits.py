@@ -69,10 +69,10 @@ class BodyLimits:
         self._refused[where] = min(body, self._refused.get(where, body))
         if body <= MIN_BODY_LIMIT:
             message = (
-                f"the server (or a proxy in front of it) refuses request bodies of {body} bytes "
-                f"as too large (413); its limit lies below {body} bytes, and tuspipe sends no "
-                f"smaller requests than {_readable(MIN_BODY_LIMIT)}: raise the limit (nginx: "
-                "client_max_body_size) or upload elsewhere"
+                f"a request body of {body} bytes is larger than the server accepts (413, from "
+                f"the server or a proxy in front of it): its limit lies below {body} bytes, and "
+                f"tuspipe sends no requests smaller than {_readable(MIN_BODY_LIMIT)}; raise the "
+                "limit (nginx: client_max_body_size) or upload elsewhere"
             )
             if isinstance(error, UploadTooLargeError):
                 raise UploadTooLargeError(

@@ -12,13 +12,23 @@ from __future__ import annotations
 import logging
 
 from ._bodylimits import BodyLimits
-from ._protocol import ServerCapabilities, options_request, parse_capabilities
+from ._protocol import (
+    Request,
+    Response,
+    ServerCapabilities,
+    options_request,
+    parse_capabilities,
+    shows_tus,
+)
 from ._retry import RetryPolicy, retrying
 from ._transport import Transport
 
 __all__ = ["CapabilityCache"]
 
 logger = logging.getLogger("tuspipe")
+
+# OPTIONS answers that say nothing of the endpoint but that it failed for now.
+_TRANSIENT = frozenset({408, 423, 429, 500, 502, 503, 504})
 
 
 class CapabilityCache:
@@ -35,31 +45,49 @@ class CapabilityCache:
 
     async def ask(self, url: str) -> ServerCapabilities:
         """Ask `url` what it supports, now; the answer is kept. A server that does not offer
-        tus 1.0.0 is a VersionMismatchError; one that does not answer OPTIONS a
-        ResponseError."""
+        tus 1.0.0, or shows no tus header at all (even when asked with Tus-Resumable), is a
+        VersionMismatchError; one that refuses OPTIONS a ResponseError."""
 
         async def attempt() -> ServerCapabilities:
-            request = options_request(url, self._headers)
-            return parse_capabilities(request, await self._transport.send(request))
+            request, response = await self._options(url)
+            return parse_capabilities(request, response)
 
         capabilities = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
         self._known[url] = capabilities
         return capabilities
 
     async def known(self, url: str) -> ServerCapabilities | None:
-        """What `url` supports, asked once; None if it does not answer OPTIONS."""
+        """What `url` supports, asked once; None (unknown) when it does not answer OPTIONS
+        (404, 405) or shows no tus header in its answer: then the documented fallbacks apply."""
         if url not in self._known:
 
             async def attempt() -> ServerCapabilities | None:
-                request = options_request(url, self._headers)
-                response = await self._transport.send(request)
-                if response.status_code in (404, 405):
-                    logger.info("%s does not answer OPTIONS (%d)", url, response.status_code)
+                request, response = await self._options(url)
+                if response.status_code in (404, 405) or (
+                    # (A 5xx is not this: retrying() tries again.)
+                    not shows_tus(response.headers) and response.status_code not in _TRANSIENT
+                ):
+                    logger.info(
+                        "%s does not say what it supports (OPTIONS answered %d%s)",
+                        url,
+                        response.status_code,
+                        "" if shows_tus(response.headers) else " without tus headers",
+                    )
                     return None
                 return parse_capabilities(request, response)
 
             self._known[url] = await retrying(attempt, self._retry, what=f"OPTIONS {url}")
         return self._known[url]
+
+    async def _options(self, url: str) -> tuple[Request, Response]:
+        """OPTIONS `url`; asked again with Tus-Resumable when the first answer shows no tus
+        header (some servers announce themselves only then)."""
+        request = options_request(url, self._headers)
+        response = await self._transport.send(request)
+        if response.status_code < 300 and not shows_tus(response.headers):
+            request = options_request(url, self._headers, insist=True)
+            response = await self._transport.send(request)
+        return request, response
 
     def cached(self, url: str | None) -> ServerCapabilities | None:
         """What is known of `url` already, without asking."""

@@ -10,7 +10,9 @@ caller's misuse, the local source, the network, and the server's answer are sepa
     │   └── UnsupportedFeatureError   the server does not offer what was asked (e.g. a checksum)
     ├── SourceChangedError        the local source changed size or vanished during the upload
     ├── NetworkError              no usable answer: connect, read or write failed
-    │   └── NetworkTimeoutError   ... because an operation took longer than `timeout`
+    │   ├── NetworkTimeoutError   ... because an operation took longer than `timeout`
+    │   └── SchemeMismatchError   ... because https:// met a plain-HTTP port, or http:// a TLS
+    │                             one: the URL's scheme is wrong (not retried)
     ├── TLSVerificationError      the server's certificate could not be verified (not retried)
     └── ResponseError             the server answered, and the answer ends the upload
         │                         (.status_code, .body, .headers, .method, .url)
@@ -37,6 +39,7 @@ __all__ = [
     "OffsetMismatchError",
     "ProtocolError",
     "ResponseError",
+    "SchemeMismatchError",
     "SourceChangedError",
     "TLSVerificationError",
     "TusError",
@@ -82,6 +85,11 @@ class NetworkTimeoutError(NetworkError):
     """A connect, read, write or pool wait took longer than the configured timeout."""
 
 
+class SchemeMismatchError(NetworkError):
+    """The URL's scheme does not fit the port: https:// spoken to a plain-HTTP server, or
+    http:// to one that speaks TLS. Never retried: another try meets the same port."""
+
+
 class TLSVerificationError(TusError):
     """The server's TLS certificate could not be verified against the trusted CAs.
 
@@ -123,7 +131,8 @@ class ResponseError(TusError):
         text = super().__str__()
         if self.status_code:
             text = f"{text} ({self.method} {self.url} answered {self.status_code})"
-        quoted = self.body[:_QUOTED_BODY_CHARS].decode("utf-8", "replace").strip()
+        # One line, whatever the body's layout (an HTML error page, say): errors are lines.
+        quoted = " ".join(self.body[:_QUOTED_BODY_CHARS].decode("utf-8", "replace").split())
         if quoted:
             text = f"{text}: {quoted!r}"
         return text

@@ -39,7 +39,8 @@ async def parallel_parts(
     entry: JournalEntry | None,
 ) -> int:
     """How many parts to upload at once: a journaled parallel upload keeps its count; else
-    `parallel`, when the server supports concatenation (otherwise one, with a warning)."""
+    `parallel`, when the server says it supports concatenation (otherwise one, with a
+    warning)."""
     if entry is not None and entry.parts:
         return len(entry.parts)
     if stop_at is not None or plan.upload_url is not None or source.size is None:
@@ -49,10 +50,12 @@ async def parallel_parts(
         )
     assert plan.url is not None
     known = await capabilities.known(plan.url)
-    if known is not None and not known.supports("concatenation"):
+    if known is None or not known.supports("concatenation"):
+        # Unknown is not tried: the parts of a failed concatenation would be left behind.
         logger.warning(
-            "%s does not support concatenation; uploading %s in one piece",
+            "%s %s concatenation; uploading %s in one piece",
             plan.url,
+            "does not say whether it supports" if known is None else "does not support",
             source.name,
         )
         return 1

@@ -13,15 +13,16 @@ authority on offsets: every PATCH answer carries the new ``Upload-Offset``, whic
 than the client sent (the server stored a prefix), never more and never less than the offset
 the request started from. :func:`parse_patch` enforces that.
 
-What a status means for the client is one table, :data:`STATUS_ACTIONS`, read by
-:func:`classify_status`; which exception a status becomes is another, :data:`STATUS_ERRORS`.
+What an answer means for the client (the next action, the exception and its words) is one
+table, :data:`tuspipe._status.ANSWERS`, read by :func:`error_for` and
+:func:`~tuspipe._status.classify_status`.
 """
 
 from __future__ import annotations
 
 import base64
-import enum
 import hashlib
+import http
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,23 +31,18 @@ from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ._errors import (
-    ChecksumMismatchError,
-    OffsetMismatchError,
     ProtocolError,
     ResponseError,
     UnsupportedFeatureError,
-    UploadNotFoundError,
-    UploadTooLargeError,
     UsageError,
     VersionMismatchError,
 )
 from ._httpdate import parse_http_date
+from ._status import Action, classify_status, meaning, shows_tus
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
     "OFFSET_CONTENT_TYPE",
-    "STATUS_ACTIONS",
-    "STATUS_ERRORS",
     "TUS_VERSION",
     "Action",
     "Hasher",
@@ -76,6 +72,7 @@ __all__ = [
     "parse_termination",
     "patch_request",
     "resolve_location",
+    "shows_tus",
     "upload_expires",
     "validate_headers",
     "validate_url",
@@ -181,92 +178,29 @@ class ServerCapabilities:
         return extension in self.extensions
 
 
-class Action(enum.Enum):
-    """What the client does after a status (the handling policy of PROTOCOL.md)."""
-
-    SUCCESS = "success"
-    RETRY = "retry"  # transient: wait, then try again (after HEAD where the offset may move)
-    RESYNC = "resync"  # offsets disagree: HEAD, continue from the server's offset
-    RESEND = "resend"  # the bytes arrived corrupted: send the same bytes again
-    RECREATE = "recreate"  # the upload is gone: create a new one
-    FATAL = "fatal"  # nothing the client can do changes the answer
-
-
-STATUS_ACTIONS: Mapping[int, Action] = {
-    200: Action.SUCCESS,
-    201: Action.SUCCESS,
-    204: Action.SUCCESS,
-    400: Action.FATAL,
-    401: Action.FATAL,
-    403: Action.FATAL,  # on HEAD it means "gone": see classify_status
-    404: Action.RECREATE,
-    408: Action.RETRY,
-    409: Action.RESYNC,
-    410: Action.RECREATE,
-    412: Action.FATAL,
-    413: Action.FATAL,
-    415: Action.FATAL,
-    423: Action.RETRY,
-    429: Action.RETRY,
-    460: Action.RESEND,
-}
-
-
-def classify_status(method: str, status_code: int) -> Action:
-    """Map an answer's status to what the client does next."""
-    if method == "HEAD" and status_code == 403:
-        return Action.RECREATE
-    action = STATUS_ACTIONS.get(status_code)
-    if action is not None:
-        return action
-    if 200 <= status_code < 300:
-        return Action.SUCCESS
-    if status_code >= 500:
-        return Action.RETRY
-    return Action.FATAL
-
-
-STATUS_ERRORS: Mapping[int, type[ResponseError]] = {
-    404: UploadNotFoundError,
-    409: OffsetMismatchError,
-    410: UploadNotFoundError,
-    412: VersionMismatchError,
-    413: UploadTooLargeError,
-    460: ChecksumMismatchError,
-}
-
-_STATUS_MESSAGES: Mapping[int, str] = {
-    400: "the server rejected the request as malformed",
-    401: "the server asks for authentication; pass credentials in headers=",
-    403: "the server refused the request",
-    404: "the upload does not exist on the server",
-    409: "the server's offset differs from the client's",
-    410: "the upload has expired or was deleted",
-    412: "the server does not speak tus 1.0.0",
-    413: "the upload is larger than the server accepts",
-    415: "the server rejected the content type",
-    423: "the upload is locked by another request",
-    429: "the server is rate-limiting this client",
-    460: "the server found a checksum mismatch; the chunk arrived corrupted",
-}
-
-
 def error_for(request: Request, response: Response, message: str | None = None) -> ResponseError:
-    """The exception that an unwanted answer to `request` becomes."""
+    """The exception that an unwanted answer to `request` becomes (:data:`ANSWERS` says which,
+    and in which words, unless `message` is given)."""
     status = response.status_code
-    error_type = STATUS_ERRORS.get(status, ResponseError)
-    if request.method == "HEAD" and status == 403:
-        error_type = UploadNotFoundError
-    if request.method in ("POST", "OPTIONS") and status in (404, 410):
-        # Not an upload that vanished: the creation endpoint itself is wrong.
-        error_type = ResponseError
-        message = message or "there is no tus creation endpoint at this URL; check `url`"
+    tus = shows_tus(response.headers)
+    found = meaning(request.method, status, tus)
     if message is None:
-        message = _STATUS_MESSAGES.get(status, "the server answered with an unexpected status")
+        message = found.message.format(
+            method=request.method,
+            status=f"{status} {_reason(status)}".rstrip(),
+            tus="" if tus else ", without Tus-Resumable",
+        )
     if status == 412:
         offered = response.headers.get("tus-version", "")
         message = f"{message} (it offers: {offered or 'no version named'})"
-    return answer_error(error_type, request, response, message)
+    return answer_error(found.error, request, response, message)
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 _AnswerError = TypeVar("_AnswerError", bound=ResponseError)
@@ -502,8 +436,13 @@ def _tus_headers(
     return (*extra, ("Tus-Resumable", TUS_VERSION), *own)
 
 
-def options_request(url: str, headers: Iterable[tuple[str, str]] = ()) -> Request:
-    """OPTIONS: ask what the server supports (no ``Tus-Resumable``, as the protocol says)."""
+def options_request(
+    url: str, headers: Iterable[tuple[str, str]] = (), *, insist: bool = False
+) -> Request:
+    """OPTIONS: ask what the server supports. Without ``Tus-Resumable``, as the protocol says,
+    unless `insist`: some servers show their tus headers only to a request that carries it."""
+    if insist:
+        return Request("OPTIONS", url, _tus_headers(headers))
     return Request("OPTIONS", url, tuple(headers))
 
 
@@ -643,9 +582,25 @@ def _expect_success(request: Request, response: Response, *accepted: int) -> Non
 
 
 def parse_capabilities(request: Request, response: Response) -> ServerCapabilities:
-    """Read an OPTIONS answer; a server that does not offer tus 1.0.0 is an error."""
+    """Read an OPTIONS answer.
+
+    Liberal in what it accepts: ``Tus-Version`` lists the versions; without it, a
+    ``Tus-Resumable: 1.0.0`` says 1.0.0 (tus-node-server 0.9.0 answers so). A
+    VersionMismatchError only when the server names versions and 1.0.0 is not among them; an
+    answer with no tus header at all is one too, saying the URL does not look like a tus
+    endpoint (callers that can do without capabilities check :func:`shows_tus` first).
+    """
     _expect_success(request, response, 200, 204)
-    versions = _split_list(response.headers.get("tus-version", ""))
+    listed = response.headers.get("tus-version")
+    resumable = response.headers.get("tus-resumable")
+    if listed is not None:
+        versions = _split_list(listed)
+    elif resumable is not None:
+        versions = (resumable.strip(),)
+    else:
+        raise _not_tus(
+            request, response, f"OPTIONS was answered {response.status_code}, with no Tus-Version,"
+        )
     if TUS_VERSION not in versions:
         offered = ", ".join(versions) or "no tus version at all"
         raise answer_error(

@@ -3,13 +3,12 @@
 The policy is a value (:class:`RetryPolicy`); :func:`retrying` runs an async call under it,
 sleeping with ``trio.sleep`` so that tests run backoff in virtual time. Which failures are
 worth another try follows PROTOCOL.md's handling policy: network errors and timeouts, and the
-statuses :func:`~tuspipe._protocol.classify_status` marks RETRY (408, 423, 429, 5xx).
+statuses the status table (:mod:`tuspipe._status`) marks RETRY (408, 423, 429, 5xx but 501).
 Everything else is final at once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
@@ -26,6 +25,7 @@ from ._errors import (
     OffsetMismatchError,
     ProtocolError,
     ResponseError,
+    SchemeMismatchError,
     TusError,
     UsageError,
 )
@@ -36,11 +36,11 @@ from ._protocol import (
     Response,
     UploadStatus,
     answer_error,
-    classify_status,
     head_request,
     parse_creation,
     parse_head,
 )
+from ._status import meaning, shows_tus
 from ._transport import Transport
 
 __all__ = [
@@ -158,11 +158,11 @@ def is_transient(error: BaseException) -> bool:
     """True for failures that another try may cure: network errors and timeouts, and the
     statuses classified RETRY (408, 423, 429, 5xx) or RESYNC (409: ask for the offset)."""
     if isinstance(error, NetworkError):
-        return True
+        return not isinstance(error, SchemeMismatchError)  # the same port says the same
     if isinstance(error, ProtocolError):
         return False  # a server that breaks the protocol will break it again
     if isinstance(error, ResponseError) and error.status_code:
-        action = classify_status(error.method, error.status_code)
+        action = meaning(error.method, error.status_code, shows_tus(error.headers)).action
         return action is Action.RETRY or action is Action.RESYNC
     return False
 
@@ -238,19 +238,7 @@ async def create_with_retries(
         )
         return upload_url, response
 
-    def decide(error: TusError, attempt_number: int) -> bool:
-        if policy.should_retry is not None:
-            return bool(policy.should_retry(error, attempt_number))
-        if isinstance(error, NetworkError):
-            return True
-        return (
-            isinstance(error, ResponseError)
-            and not isinstance(error, ProtocolError)
-            and (error.status_code >= 500 or error.status_code == 429)
-        )
-
-    creation_policy = dataclasses.replace(policy, should_retry=decide)
-    return await retrying(attempt, creation_policy, what=f"POST {request.url}")
+    return await retrying(attempt, policy, what=f"POST {request.url}")
 
 
 class RetryingLink:

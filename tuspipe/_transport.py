@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,17 @@ from types import TracebackType
 from typing import Union
 
 import httpx
+import trio
 
 from ._body import BodyPart
-from ._errors import NetworkError, NetworkTimeoutError, TLSVerificationError, UsageError
-from ._protocol import Request, Response
+from ._errors import (
+    NetworkError,
+    NetworkTimeoutError,
+    SchemeMismatchError,
+    TLSVerificationError,
+    UsageError,
+)
+from ._protocol import Request, Response, origin
 from ._zerocopy import ZeroCopyTransport, body_route, route_body
 
 __all__ = [
@@ -104,6 +112,11 @@ def _mapped_errors(request: Request) -> Iterator[None]:
     """Translate httpx's exceptions into tuspipe's tree; everything else passes untouched."""
     try:
         yield
+    except _SchemeMismatchSuspected as suspected:
+        raise SchemeMismatchError(
+            f"{request.method} {request.url} failed: {suspected.port} speaks TLS, so the URL does "
+            f"not look like a tus endpoint; use {_with_scheme(request.url, 'https')}"
+        ) from suspected.__cause__
     except httpx.TimeoutException as exc:
         raise NetworkTimeoutError(
             f"{request.method} {request.url} timed out ({type(exc).__name__})"
@@ -116,8 +129,71 @@ def _mapped_errors(request: Request) -> Iterator[None]:
                 f"verified ({verification}); if it is signed by your own CA, pass "
                 "verify='ca.pem' (tuspipe --cacert ca.pem), or verify=False to skip the check"
             ) from exc
+        if _is_plain_port(exc):
+            raise SchemeMismatchError(
+                f"{request.method} {request.url} failed: the server at {_authority(request.url)} "
+                "does not speak TLS (it answered the handshake in plain text), so the URL does "
+                f"not look like a tus endpoint; use {_with_scheme(request.url, 'http')}"
+            ) from exc
         detail = _tls_failure(exc) or str(exc) or type(exc).__name__
         raise NetworkError(f"{request.method} {request.url} failed: {detail}") from exc
+
+
+# What OpenSSL says when the server answers a TLS handshake with something else (plain HTTP).
+_PLAIN_TEXT_ANSWERS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+
+
+def _is_plain_port(exc: BaseException) -> bool:
+    """Whether `exc` is a TLS handshake answered in plain text (https:// to an http port)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) and (seen.reason or "") in _PLAIN_TEXT_ANSWERS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _authority(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+def _with_scheme(url: str, scheme: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(scheme=scheme).geturl()
+
+
+class _SchemeMismatchSuspected(Exception):
+    """Raised inside :func:`_mapped_errors` once a probe found TLS behind an http:// URL."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(port)
+        self.port = port
+
+
+# Seconds the probe for TLS behind an http:// URL may take.
+_TLS_PROBE_TIMEOUT = 2.0
+
+
+async def _speaks_tls(url: str) -> bool:
+    """Whether the server of the http:// `url` completes a TLS handshake (certificate not
+    checked: only the scheme is in question). Asked only after a plain request got no answer
+    at all, which is how TLS servers meet plain HTTP."""
+    parts = urllib.parse.urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with trio.move_on_after(_TLS_PROBE_TIMEOUT):
+        try:
+            stream = await trio.open_ssl_over_tcp_stream(
+                parts.hostname or "", parts.port or 80, ssl_context=context
+            )
+            try:
+                await stream.do_handshake()
+                return True
+            finally:
+                await stream.aclose()
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+            return False
+    return False
 
 
 # TLS alerts by which a server refuses the client's certificate, or its absence (TLS 1.2
@@ -227,6 +303,8 @@ class Transport:
             raise UsageError("on_response must be callable")
         self._on_response = on_response
         self._method_override = bool(method_override)
+        # Origins that have answered through this transport (see send()).
+        self._answered: set[tuple[str, str, int | None]] = set()
 
     async def __aenter__(self) -> Transport:
         return self
@@ -264,18 +342,20 @@ class Transport:
                 content=None if body is None else route_body(body, route),
                 timeout=self._timeout,
             )
-            if self._direct is None or http_request.url.userinfo:
-                # (Credentials in the URL become Basic auth in the client's auth step.)
-                http_response = await self._client.send(http_request, stream=True)
-            else:
-                # Straight to the transport, past the client's auth, redirect and event-hook
-                # machinery that tuspipe does not use: a measurable share of a small request's
-                # cost. Only on tuspipe's own zero-copy client (so never through a proxy).
-                # Cookies still work: build_request() adds the client's, new ones are kept.
-                http_response = await self._direct.handle_async_request(http_request)
-                http_response.request = http_request
-                if "set-cookie" in http_response.headers:
-                    self._client.cookies.extract_cookies(http_response)
+            try:
+                http_response = await self._exchange(http_request)
+            except httpx.RemoteProtocolError as exc:
+                # A TLS server meets plain HTTP by hanging up. Only asked while the origin has
+                # never answered: a server that spoke plain HTTP before speaks it still.
+                where = origin(request.url)
+                if (
+                    where[0] == "http"
+                    and where not in self._answered
+                    and await _speaks_tls(request.url)
+                ):
+                    raise _SchemeMismatchSuspected(_authority(request.url)) from exc
+                raise
+            self._answered.add(origin(request.url))
             try:
                 if http_response.is_stream_consumed:
                     # Built in memory and already read (httpx.MockTransport, say): no stream.
@@ -293,6 +373,21 @@ class Transport:
         if self._on_response is not None:
             self._on_response(request, response)
         return response
+
+    async def _exchange(self, http_request: httpx.Request) -> httpx.Response:
+        """Send `http_request`; the answer, its body still to be read."""
+        if self._direct is None or http_request.url.userinfo:
+            # (Credentials in the URL become Basic auth in the client's auth step.)
+            return await self._client.send(http_request, stream=True)
+        # Straight to the transport, past the client's auth, redirect and event-hook
+        # machinery that tuspipe does not use: a measurable share of a small request's
+        # cost. Only on tuspipe's own zero-copy client (so never through a proxy).
+        # Cookies still work: build_request() adds the client's, new ones are kept.
+        http_response = await self._direct.handle_async_request(http_request)
+        http_response.request = http_request
+        if "set-cookie" in http_response.headers:
+            self._client.cookies.extract_cookies(http_response)
+        return http_response
 
 
 async def _read_limited(stream: AsyncIterator[bytes]) -> bytes:

@@ -346,6 +346,12 @@ async def run_upload(
     algorithm = choose_checksum(plan.checksum, capabilities)
     if plan.checksum == "auto" and algorithm is None:
         logger.info("the server offers no checksum algorithm; uploading without checksums")
+    elif algorithm is not None and capabilities is None:
+        # Harmless to try: a server that ignores Upload-Checksum still stores the bytes.
+        logger.info(
+            "the server does not say whether it checks %s checksums; sending them anyway",
+            algorithm,
+        )
 
     if source.size is None:
         # A one-pass source: look one chunk ahead; one that ends there is an ordinary upload.
