@@ -16,9 +16,10 @@ thread::
         httpx.head(proxy.url_for(upload_url), timeout=0.5)  # times out
 
 From another process: ``python -m tests.faultproxy --upstream 127.0.0.1:1080 --port 0``
-prints ``READY <port>``, then takes one JSON command per line on stdin (``{"op": "cut",
-"direction": "up", "after": 100000, "once": true}``, ``{"op": "stats"}``, ...; see
-:func:`_command`) and answers each with one JSON line; it exits when stdin closes.
+(``--max-body BYTES`` for a body limit) prints ``READY <port>``, then takes one JSON command
+per line on stdin (``{"op": "cut", "direction": "up", "after": 100000, "once": true}``,
+``{"op": "stats"}``, ...; see :func:`_command`) and answers each with one JSON line; it exits
+when stdin closes.
 
 Directions: ``"up"`` is client to server (the request), ``"down"`` server to client (the
 answer), ``"both"`` either (stall and slow only).
@@ -50,6 +51,16 @@ connection it reaches - a live one may take it before a new one does (see
 :meth:`FaultProxy.close_connections`); otherwise it stays until removed, hitting every
 connection that reaches it. ``refuse(once=True)`` refuses only the next connection.
 
+A body limit (``FaultProxy(..., max_body=1 << 20)``), like nginx's ``client_max_body_size``:
+the proxy follows the client's HTTP/1.1 requests, and one whose body is longer than
+`max_body` bytes (by its ``Content-Length``; a chunked body is held back until it ends or
+passes the limit) is answered ``413 Request Entity Too Large`` (an HTML page, ``Connection:
+close``) and never reaches the server. Then, as nginx's lingering close does, the proxy
+half-closes and reads and discards what the client still sends (for at most
+:data:`LINGER_TIME` seconds, :data:`LINGER_IDLE` without a byte) before it closes, so that a
+client still sending its body reads the 413 rather than a broken pipe. Requests within the
+limit pass untouched; a refusal counts as ``body_limit`` in the counters.
+
 Counters: :attr:`FaultProxy.stats` (connections, bytes each way, faults applied by kind) and
 :attr:`FaultProxy.history` (the last connections, each with its bytes and faults).
 
@@ -60,6 +71,7 @@ only ever connects to its configured upstream, which must be a loopback address.
 from __future__ import annotations
 
 import argparse
+import email.utils
 import fcntl
 import ipaddress
 import json
@@ -93,6 +105,8 @@ __all__ = [
 Direction = Literal["up", "down", "both"]
 FaultKind = Literal["cut", "stall", "slow", "refuse"]
 RefuseMode = Literal["reset", "close", "unlisten"]
+#: How a request's body is delimited: its length, "chunked", or None (not followed further).
+Framing = int | Literal["chunked"] | None
 
 #: Bytes read from a socket at a time.
 READ_SIZE = 256 * 1024
@@ -102,6 +116,14 @@ CONNECT_TIMEOUT = 5.0
 TRIGGER_MAX = 64
 #: Connections kept in :attr:`FaultProxy.history`.
 HISTORY = 1000
+#: After refusing a body (max_body), what the client still sends is read and discarded for at
+#: most this many seconds in all (nginx's lingering_time) ...
+LINGER_TIME = 30.0
+#: ... and at most this many seconds without a byte (nginx's lingering_timeout).
+LINGER_IDLE = 5.0
+#: The longest request head (or chunk-size line) followed under max_body; a longer one is
+#: forwarded as it is and the connection no longer followed.
+HEAD_MAX = 64 * 1024
 
 
 def _loopback_host(host: str) -> str:
@@ -177,8 +199,9 @@ class ProxyStats:
         bytes_up, bytes_down: bytes forwarded client to server, server to client.
         faults: connections hit, by kind and the direction that first reached the fault:
             ``cut_up``, ``cut_down``, ``stall_up``, ``stall_down``, ``slow_up``,
-            ``slow_down``, ``refuse_reset``, ``refuse_close``; and ``refuse_unlisten``, one
-            per time listening stopped.
+            ``slow_down``, ``refuse_reset``, ``refuse_close``; ``refuse_unlisten``, one
+            per time listening stopped; and ``body_limit``, one per request refused with 413
+            (max_body).
     """
 
     connections: int
@@ -216,7 +239,8 @@ class ConnectionRecord:
     faults: list[str] = field(default_factory=list)
     closed: bool = False
     #: "eof" (both sides closed cleanly), "reset" (a side failed or was reset), "cut",
-    #: "refused", "upstream-failed", "closed-by-proxy"; None while open.
+    #: "refused", "upstream-failed", "body-limit" (a request answered 413, see max_body),
+    #: "closed-by-proxy"; None while open.
     outcome: str | None = None
 
 
@@ -239,18 +263,184 @@ class _Flow:
     done: set[int] = field(default_factory=set)
     slows: list[Fault] = field(default_factory=list)
     next_send: float = 0.0
+    #: the pump of this flow runs in it (a refused body stops the answers from the server)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: the client's requests, followed on the "up" flow when the proxy has a max_body
+    requests: _Requests | None = None
 
 
 @dataclass(eq=False)
 class _Connection:
     record: ConnectionRecord
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: held while bytes are sent to the client (under max_body, where the 413 is sent too)
+    to_client: trio.Lock = field(default_factory=trio.Lock)
     up: _Flow = field(default_factory=lambda: _Flow("up"))
     down: _Flow = field(default_factory=lambda: _Flow("down"))
     reset: bool = False
     outcome: str | None = None
     #: faults that hit this connection: id -> when a stall of it ends (trio time)
     hit: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Chunked:
+    """How far a chunked body held in a buffer has been read."""
+
+    #: where reading goes on in the buffer
+    at: int
+    #: body bytes (framing left out) announced so far by chunk-size lines
+    decoded: int = 0
+    #: bytes of the current chunk's data and its CRLF still to come
+    left: int = 0
+    #: past the last chunk: trailer lines until an empty one
+    trailers: bool = False
+
+
+def _scan_chunked(state: _Chunked, buffer: bytearray) -> int | None:
+    """Read `buffer` on from ``state.at``: the index just past the chunked body's end, or
+    None while it has not ended. Raises ValueError on framing that is not chunked encoding."""
+    while True:
+        if state.left:
+            step = min(state.left, len(buffer) - state.at)
+            state.at += step
+            state.left -= step
+            if state.left:
+                return None
+            continue
+        end = buffer.find(b"\r\n", state.at)
+        if end < 0:
+            if len(buffer) - state.at > HEAD_MAX:
+                raise ValueError("a chunk-size or trailer line too long")
+            return None
+        line = bytes(buffer[state.at : end])
+        state.at = end + 2
+        if state.trailers:
+            if not line:
+                return state.at
+            continue
+        size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        if size < 0:
+            raise ValueError("a negative chunk size")
+        if size == 0:
+            state.trailers = True
+        else:
+            state.decoded += size
+            state.left = size + 2
+
+
+def _framing(head: bytes) -> Framing:
+    """How the body of the request with this head is delimited: its Content-Length (0 if
+    none), "chunked", or None where the proxy stops following the connection (CONNECT, an
+    upgrade, a transfer coding other than chunked, unclear lengths)."""
+    lines = head.split(b"\r\n")
+    method = lines[0].split(b" ", 1)[0]
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    upgrade = False
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name == b"content-length":
+            lengths.add(value.strip())
+        elif name == b"transfer-encoding":
+            codings += [coding.strip().lower() for coding in value.split(b",")]
+        elif name == b"upgrade":
+            upgrade = True
+    if method == b"CONNECT" or upgrade:
+        return None
+    if codings:
+        return "chunked" if codings[-1] == b"chunked" else None
+    if not lengths:
+        return 0
+    if len(lengths) != 1:
+        return None  # differing Content-Length headers: a server would refuse them
+    length = lengths.pop()
+    return int(length) if length.isdigit() else None
+
+
+class _BodyTooLarge(Exception):
+    """A request's body is above max_body."""
+
+
+@dataclass(eq=False)
+class _Requests:
+    """Where the client's bytes are in its HTTP/1.1 requests (followed under max_body)."""
+
+    max_body: int
+    #: bytes held back: a request head not complete yet, or a head and its chunked body
+    pending: bytearray = field(default_factory=bytearray)
+    #: how much of `pending` was searched for a head's end already
+    searched: int = 0
+    #: bytes of a Content-Length body still to forward as they come
+    body_left: int = 0
+    #: the chunked body held in `pending`, if any
+    chunked: _Chunked | None = None
+    #: no longer followed (an upgrade, framing not understood): bytes pass as they are
+    opaque: bool = False
+
+    def split(self) -> tuple[bytes, bytes] | None:
+        """After bytes were added to `pending`: (bytes to forward now, bytes after them), or
+        None while more bytes are needed. Raises _BodyTooLarge for a body above the limit."""
+        pending = self.pending
+        if self.chunked is None:
+            end = pending.find(b"\r\n\r\n", max(0, self.searched - 3))
+            if end < 0:
+                self.searched = len(pending)
+                if len(pending) > HEAD_MAX:
+                    self.opaque = True
+                    return self._take(len(pending))
+                return None
+            self.searched = 0
+            head_end = end + 4
+            framing = _framing(bytes(pending[:head_end]))
+            if framing is None:
+                self.opaque = True
+                return self._take(len(pending))
+            if framing != "chunked":
+                if framing > self.max_body:
+                    raise _BodyTooLarge
+                self.body_left = framing
+                return self._take(head_end)
+            self.chunked = _Chunked(at=head_end)
+        try:
+            end_of_body = _scan_chunked(self.chunked, pending)
+        except ValueError:
+            self.chunked = None
+            self.opaque = True
+            return self._take(len(pending))
+        # a body of many tiny chunks is mostly framing: bound what is held back all the same
+        if self.chunked.decoded > self.max_body or len(pending) > 8 * self.max_body + HEAD_MAX:
+            raise _BodyTooLarge
+        if end_of_body is None:
+            return None
+        self.chunked = None
+        return self._take(end_of_body)
+
+    def _take(self, count: int) -> tuple[bytes, bytes]:
+        ready, rest = bytes(self.pending[:count]), bytes(self.pending[count:])
+        self.pending.clear()
+        return ready, rest
+
+
+def _too_large_answer() -> bytes:
+    """nginx's answer to a body above client_max_body_size (its page, our name)."""
+    body = (
+        b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+        b"<center><h1>413 Request Entity Too Large</h1></center>\r\n"
+        b"<hr><center>faultproxy</center>\r\n</body>\r\n</html>\r\n"
+    )
+    head = (
+        "HTTP/1.1 413 Request Entity Too Large\r\n"
+        "Server: faultproxy\r\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+        "Content-Type: text/html\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def _abortive(stream: trio.SocketStream) -> None:
@@ -281,6 +471,9 @@ class FaultProxy:
 
     Every control method is synchronous and must be called from the trio thread that runs
     the proxy (:class:`ThreadedFaultProxy` does that for other threads).
+
+    `max_body` (bytes, None: no limit) refuses, with 413 and without forwarding, every
+    request whose body is longer (see the module's description).
     """
 
     def __init__(
@@ -290,7 +483,12 @@ class FaultProxy:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        max_body: int | None = None,
     ) -> None:
+        if max_body is not None and (isinstance(max_body, bool) or max_body < 0):
+            raise ValueError(f"max_body must be a number of bytes >= 0, not {max_body!r}")
+        #: the body limit in bytes (None: none), fixed for the proxy's life
+        self.max_body = max_body
         self.upstream_host = _loopback_host(upstream_host)
         self.upstream_port = int(upstream_port)
         self.host = _loopback_host(host)
@@ -590,6 +788,8 @@ class FaultProxy:
         self._connections += 1
         self._history.append(record)
         connection = _Connection(record)
+        if self.max_body is not None:
+            connection.up.requests = _Requests(self.max_body)
         self._live[record.id] = connection
         upstream: trio.SocketStream | None = None
         try:
@@ -641,20 +841,81 @@ class FaultProxy:
         source: trio.SocketStream,
         sink: trio.SocketStream,
     ) -> None:
-        try:
-            while True:
-                data = await source.receive_some(READ_SIZE)
-                if not data:
-                    with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        await sink.send_eof()
-                    return
-                if not await self._forward(connection, flow, data, sink):
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            # One end failed (a reset, say): fail the other end the same way.
-            connection.reset = True
-            connection.outcome = connection.outcome or "reset"
-            connection.scope.cancel()
+        with flow.scope:
+            try:
+                while True:
+                    data = await source.receive_some(READ_SIZE)
+                    if not data:
+                        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            await sink.send_eof()
+                        return
+                    if flow.requests is not None:
+                        going = await self._forward_requests(connection, flow, data, source, sink)
+                    else:
+                        going = await self._forward(connection, flow, data, sink)
+                    if not going:
+                        return
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                # One end failed (a reset, say): fail the other end the same way.
+                connection.reset = True
+                connection.outcome = connection.outcome or "reset"
+                connection.scope.cancel()
+
+    async def _forward_requests(
+        self,
+        connection: _Connection,
+        flow: _Flow,
+        data: bytes,
+        client: trio.SocketStream,
+        upstream: trio.SocketStream,
+    ) -> bool:
+        """Forward one read of the client's, request by request, refusing a body above
+        max_body; False when the connection ends."""
+        requests = flow.requests
+        assert requests is not None
+        while data:
+            if requests.opaque:
+                return await self._forward(connection, flow, data, upstream)
+            if requests.body_left:
+                # a body within the limit passes as it comes, never held back
+                step = min(requests.body_left, len(data))
+                requests.body_left -= step
+                if not await self._forward(connection, flow, data[:step], upstream):
+                    return False
+                data = data[step:]
+                continue
+            requests.pending += data
+            try:
+                verdict = requests.split()
+            except _BodyTooLarge:
+                await self._refuse_body(connection, client)
+                return False
+            if verdict is None:
+                return True
+            ready, data = verdict
+            if not await self._forward(connection, flow, ready, upstream):
+                return False
+        return True
+
+    async def _refuse_body(self, connection: _Connection, client: trio.SocketStream) -> None:
+        """Answer 413 for a request the server never sees, and close as nginx does."""
+        self._fault_counts["body_limit"] += 1
+        connection.record.faults.append("body_limit")
+        connection.outcome = "body-limit"
+        # nothing more from the server reaches the client (the lock: not in mid-send)
+        async with connection.to_client:
+            connection.down.scope.cancel()
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await client.send_all(_too_large_answer())
+            await client.send_eof()
+            # lingering close: a client still sending its body gets it read (and dropped),
+            # so it can go on to read the 413; its EOF or silence ends the wait
+            with trio.move_on_after(LINGER_TIME):
+                while True:
+                    with trio.move_on_after(LINGER_IDLE):
+                        if await client.receive_some(READ_SIZE):
+                            continue
+                    break
 
     def _next_hit(
         self, connection: _Connection, flow: _Flow, data: bytes, done: int
@@ -761,7 +1022,11 @@ class FaultProxy:
                 if flow.next_send > now:
                     await trio.sleep_until(flow.next_send)
                 flow.next_send = max(flow.next_send, now) + len(part) / rate
-            await sink.send_all(part)
+            if flow.direction == "down" and self.max_body is not None:
+                async with connection.to_client:
+                    await sink.send_all(part)
+            else:
+                await sink.send_all(part)
             self._bytes[flow.direction] += len(part)
             if flow.direction == "up":
                 connection.record.bytes_up += len(part)
@@ -784,8 +1049,11 @@ class ThreadedFaultProxy(ThreadedServer):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        max_body: int | None = None,
     ) -> None:
-        self.proxy = FaultProxy(upstream_host, upstream_port, host=host, port=port)
+        self.proxy = FaultProxy(
+            upstream_host, upstream_port, host=host, port=port, max_body=max_body
+        )
         super().__init__(self.proxy, "faultproxy")
 
     @property
@@ -901,9 +1169,11 @@ def _command(proxy: FaultProxy, faults: dict[int, Fault], line: str) -> dict[str
     raise ValueError(f"unknown op {op!r}")
 
 
-async def _main(upstream: str, host: str, port: int) -> None:
+async def _main(upstream: str, host: str, port: int, max_body: int | None = None) -> None:
     upstream_host, _, upstream_port = upstream.rpartition(":")
-    proxy = FaultProxy(upstream_host.strip("[]"), int(upstream_port), host=host, port=port)
+    proxy = FaultProxy(
+        upstream_host.strip("[]"), int(upstream_port), host=host, port=port, max_body=max_body
+    )
     faults: dict[int, Fault] = {}
     async with proxy:
         print(f"READY {proxy.port}", flush=True)
@@ -930,8 +1200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", required=True, help="loopback HOST:PORT to forward to")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
+    parser.add_argument(
+        "--max-body", type=int, default=None, help="refuse request bodies above BYTES with 413"
+    )
     options = parser.parse_args(argv)
-    trio.run(_main, options.upstream, options.host, options.port)
+    trio.run(_main, options.upstream, options.host, options.port, options.max_body)
 
 
 if __name__ == "__main__":

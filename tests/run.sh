@@ -3,11 +3,13 @@
 # with Python >= 3.11, Node >= 20.19 and the package registries:
 #
 #   bash tests/run.sh demo    # set up, start a real tus server, upload 256 MiB with progress
-#   bash tests/run.sh test    # set up, start the real tus servers, run mypy, ruff and pytest
+#   bash tests/run.sh test    # set up, start the four real tus servers, run mypy, ruff, pytest
 #   bash tests/run.sh setup   # only install (.venv with tuspipe and its test tools; servers)
 #
-# Everything lands inside the checkout: .venv/ and tests/servers/.tus-servers/. The servers
-# started here are stopped again by their process ids when the script exits, however it exits.
+# The servers: @tus/server 2.4.5, asgi-tus 0.1.0, tuspyserver 4.4.3 and tus-node-server 0.9.0
+# (see tests/servers/start-servers.sh). Everything lands inside the checkout: .venv/ and
+# tests/servers/.tus-servers/. The servers started here are stopped again by their process ids
+# when the script exits, however it exits.
 # Extra arguments after `test` go to pytest (e.g. `bash tests/run.sh test -k checksum`).
 set -euo pipefail
 
@@ -49,7 +51,7 @@ case $cmd in
     setup ;;
   test)
     setup
-    start_servers node asgitus tuspyserver
+    start_servers node asgitus tuspyserver node09
     cd "$ROOT"
     echo "== mypy"; "$VENV/bin/mypy"
     echo "== ruff"; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
@@ -60,5 +62,5 @@ case $cmd in
     cd "$ROOT"
     "$PY" -m tests.demo --url "$TUS_URL_NODE" --data-dir "$TUS_DATA_NODE" "$@" ;;
   *)
-    sed -n '2,12p' "$0"; exit 2 ;;
+    sed -n '2,14p' "$0"; exit 2 ;;
 esac

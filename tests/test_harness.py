@@ -313,6 +313,170 @@ def test_proxy_is_loopback_only() -> None:
             FaultProxy("127.0.0.1", 80, host=host)
 
 
+# -- the proxy's body limit (max_body, like nginx's client_max_body_size) ---------------------
+
+MiB = 1024 * KiB
+TOO_LARGE = "413 Request Entity Too Large"
+
+
+def _check_too_large(answer: httpx.Response) -> None:
+    """An answer of the proxy's own, like nginx's: 413, an HTML page, no tus headers."""
+    assert answer.status_code == 413
+    assert answer.headers["connection"] == "close"
+    assert answer.headers["content-type"] == "text/html"
+    assert f"<title>{TOO_LARGE}</title>" in answer.text
+    assert "tus-resumable" not in answer.headers
+
+
+async def test_proxy_max_body_refuses_a_larger_body_unforwarded(node_server: TusServer) -> None:
+    body = _data(3 * MiB)
+    url = await _create(node_server, len(body))
+    async with FaultProxy(*_upstream(node_server), max_body=MiB) as proxy:
+        async with httpx.AsyncClient(timeout=10) as client:
+            # a body of exactly the limit passes, with a HEAD before and after it on the same
+            # keep-alive connection: the proxy finds where each request ends
+            assert (await client.head(proxy.url_for(url), headers=TUS)).status_code == 200
+            answer = await _patch(client, proxy.url_for(url), 0, body[:MiB])
+            assert answer.status_code == 204
+            assert (await client.head(proxy.url_for(url), headers=TUS)).status_code == 200
+            assert proxy.stats.connections == 1
+            forwarded = proxy.stats.bytes_up
+            # one byte more is refused: the client sends it all and reads the 413
+            answer = await _patch(client, proxy.url_for(url), MiB, body[MiB : 2 * MiB + 1])
+            _check_too_large(answer)
+            # not a byte of it reached the server
+            assert proxy.stats.bytes_up == forwarded
+            assert await _offset(url) == MiB
+            assert node_server.stored_path(url).read_bytes() == body[:MiB]
+            # the proxy closed that connection; the client goes on with a new one
+            for offset in (MiB, 2 * MiB):
+                answer = await _patch(
+                    client, proxy.url_for(url), offset, body[offset : offset + MiB]
+                )
+                assert answer.status_code == 204
+        with trio.fail_after(2):
+            while proxy.stats.active:
+                await trio.sleep(0.01)
+        assert proxy.stats.faults == {"body_limit": 1}
+        first, *others = proxy.history
+        assert (first.outcome, first.faults, first.bytes_up) == (
+            "body-limit",
+            ["body_limit"],
+            forwarded,
+        )
+        assert [record.outcome for record in others] == ["eof"]
+    assert node_server.stored_path(url).read_bytes() == body
+
+
+async def test_proxy_max_body_lingers_so_a_large_body_reads_the_413(
+    node_server: TusServer,
+) -> None:
+    # far more than the socket buffers hold: without the lingering close the client would
+    # die on a reset or a broken pipe in mid-body instead of reading the answer
+    body = _data(32 * MiB)
+    url = await _create(node_server, len(body))
+    async with FaultProxy(*_upstream(node_server), max_body=MiB) as proxy:
+        async with httpx.AsyncClient(timeout=10) as client:
+            _check_too_large(await _patch(client, proxy.url_for(url), 0, body, timeout=30))
+            # creation-with-upload: a POST with a body is limited the same way
+            answer = await client.post(
+                proxy.url_for(node_server.url),
+                content=body[: 2 * MiB],
+                headers={
+                    **TUS,
+                    "Upload-Length": str(2 * MiB),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            _check_too_large(answer)
+            assert "location" not in answer.headers
+        assert proxy.stats.bytes_up == 0
+        assert proxy.stats.faults == {"body_limit": 2}
+    assert await _offset(url) == 0
+
+
+async def test_proxy_max_body_drains_then_closes(
+    node_server: TusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tests.faultproxy.LINGER_IDLE", 0.5)
+    async with FaultProxy(*_upstream(node_server), max_body=MiB) as proxy:
+        stream = await trio.open_tcp_stream(proxy.host, proxy.port)
+        async with stream:
+            head = (
+                f"PATCH /files/nothing HTTP/1.1\r\nHost: {proxy.host}:{proxy.port}\r\n"
+                f"Tus-Resumable: 1.0.0\r\nContent-Length: {8 * MiB}\r\n\r\n"
+            )
+            await stream.send_all(head.encode() + _data(MiB))
+            # the 413 at once (not waiting for the body), then the proxy's half-close
+            answer = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 " + TOO_LARGE.encode() + b"\r\n")
+            assert b"\r\nConnection: close\r\n" in answer
+            # what the client still sends is read and dropped while it keeps coming...
+            for _ in range(4):
+                await stream.send_all(_data(MiB))
+                await trio.sleep(0.2)
+            (record,) = proxy.history
+            assert not record.closed
+            # ... and the proxy closes once the client has been quiet for LINGER_IDLE
+            with trio.fail_after(3):
+                while not record.closed:
+                    await trio.sleep(0.05)
+            assert (record.outcome, record.bytes_up, record.bytes_down) == ("body-limit", 0, 0)
+
+
+async def test_proxy_max_body_holds_back_a_chunked_body(node_server: TusServer) -> None:
+    body = _data(2 * MiB)
+
+    async def pieces(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 100 * KiB):
+            yield data[start : start + 100 * KiB]
+
+    url = await _create(node_server, len(body))
+    async with FaultProxy(*_upstream(node_server), max_body=MiB) as proxy:
+        headers = {
+            **TUS,
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        }
+        async with httpx.AsyncClient(timeout=10) as client:
+            # no Content-Length: httpx sends a chunked body, refused once it passes the limit
+            answer = await client.patch(proxy.url_for(url), content=pieces(body), headers=headers)
+            _check_too_large(answer)
+            assert proxy.stats.bytes_up == 0
+            assert await _offset(url) == 0
+            # within the limit, it reaches the server whole, and the connection goes on
+            answer = await client.patch(
+                proxy.url_for(url), content=pieces(body[:MiB]), headers=headers
+            )
+            assert answer.status_code == 204
+            assert int(answer.headers["upload-offset"]) == MiB
+            assert (await client.head(proxy.url_for(url), headers=TUS)).status_code == 200
+        assert proxy.stats.faults == {"body_limit": 1}
+    assert node_server.stored_path(url).read_bytes() == body[:MiB]
+
+
+def test_threaded_proxy_with_max_body(node_server: TusServer) -> None:
+    with ThreadedFaultProxy(*_upstream(node_server), max_body=64 * KiB) as proxy:
+        with httpx.Client(timeout=10) as client:
+            answer = client.post(
+                proxy.url_for(node_server.url),
+                content=_data(4 * MiB),
+                headers={
+                    **TUS,
+                    "Upload-Length": str(4 * MiB),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            _check_too_large(answer)
+            assert client.options(proxy.url_for(node_server.url)).status_code == 204
+        assert proxy.stats.faults == {"body_limit": 1}
+    with pytest.raises(ValueError, match="max_body"):
+        FaultProxy("127.0.0.1", 80, max_body=-1)
+
+
 # -- the httpx transport ------------------------------------------------------------------
 
 
