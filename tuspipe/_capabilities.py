@@ -81,10 +81,10 @@ class CapabilityCache:
 
     async def _options(self, url: str) -> tuple[Request, Response]:
         """OPTIONS `url`; asked again with Tus-Resumable when the first answer shows no tus
-        header (some servers announce themselves only then)."""
+        header (some servers announce themselves only then, or refuse the first)."""
         request = options_request(url, self._headers)
         response = await self._transport.send(request)
-        if response.status_code < 300 and not shows_tus(response.headers):
+        if not shows_tus(response.headers) and response.status_code not in _TRANSIENT:
             request = options_request(url, self._headers, insist=True)
             response = await self._transport.send(request)
         return request, response

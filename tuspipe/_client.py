@@ -139,16 +139,21 @@ class Client:
         )
         return created[0]
 
-    async def terminate(self, upload_url: str) -> None:
-        """Delete an upload (tus termination). One that is already gone counts as deleted."""
+    async def terminate(self, upload_url: str) -> bool:
+        """Delete an upload (tus termination).
+
+        Returns True when the server deleted it now, False when the server has no such upload
+        (404 or 410: already deleted, expired, or a wrong URL); either way it is gone.
+        """
         validate_url(upload_url)
 
-        async def attempt() -> None:
+        async def attempt() -> bool:
             request = delete_request(upload_url, self._headers)
-            parse_termination(request, await self._transport.send(request))
+            return parse_termination(request, await self._transport.send(request))
 
-        await retrying(attempt, self._retry, what=f"DELETE {upload_url}")
-        logger.info("terminated %s", upload_url)
+        deleted = await retrying(attempt, self._retry, what=f"DELETE {upload_url}")
+        logger.info("%s %s", "terminated" if deleted else "no upload to terminate at", upload_url)
+        return deleted
 
     # ---- uploads ------------------------------------------------------------------------
 

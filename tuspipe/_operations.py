@@ -61,10 +61,11 @@ async def create_upload_async(
 
 
 @documented(ClientOptions)
-async def terminate_async(upload_url: str, **options: Unpack[ClientOptions]) -> None:
-    """Delete an upload: see :meth:`Client.terminate`."""
+async def terminate_async(upload_url: str, **options: Unpack[ClientOptions]) -> bool:
+    """Delete an upload: see :meth:`Client.terminate` (True: deleted now; False: the server
+    had no such upload)."""
     async with _client(options) as client:
-        await client.terminate(upload_url)
+        return await client.terminate(upload_url)
 
 
 server_info = blocking(server_info_async, "server_info")

@@ -751,9 +751,12 @@ def parse_patch(request: Request, response: Response) -> int:
     return new_offset
 
 
-def parse_termination(request: Request, response: Response) -> None:
-    """Read a DELETE answer: 204, or an upload that is already gone, is success."""
+def parse_termination(request: Request, response: Response) -> bool:
+    """Read a DELETE answer: True when the server deleted the upload now (200, 204), False
+    when it had no such upload (404, 410: already deleted, expired, or never there)."""
     _check_tus_answer(request, response)
-    if response.status_code in (200, 204, 404, 410):
-        return
+    if response.status_code in (200, 204):
+        return True
+    if response.status_code in (404, 410):
+        return False
     raise error_for(request, response)
