@@ -18,6 +18,7 @@ Local mistakes surface as the standard exceptions ``open()`` raises (``FileNotFo
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import io
@@ -366,6 +367,7 @@ class _OnePassSource:
         self._read_size = read_size
         self._retention = retention
         self._blocks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._starts: collections.deque[int] = collections.deque()  # each block's offset
         self._lock = threading.Lock()  # read_at runs in worker threads
         self._floor = 0  # bytes below were released
         self._filled = 0  # bytes read from the stream so far
@@ -378,12 +380,17 @@ class _OnePassSource:
         while self._filled < end and self.size is None:
             while self._filled - self._floor >= self._retention:
                 await self._released.wait()
-            data = await self._pull(min(self._read_size, end - self._filled))
+            held = self._filled - self._floor
+            # (An iterator's items are gathered up to this size: see _pull_from_iterator.)
+            data = await self._pull(
+                min(self._read_size, end - self._filled, self._retention - held)
+            )
             if not data:
                 self.size = self._filled
                 break
             with self._lock:
                 self._blocks.append((self._filled, data))
+                self._starts.append(self._filled)
                 self._filled += len(data)
         return min(end, self._filled)
 
@@ -395,17 +402,21 @@ class _OnePassSource:
                     f"(held: {self._floor}..{self._filled})"
                 )
             parts = []
-            for start, data in self._blocks:
-                end = start + len(data)
-                if end <= offset or start >= offset + length:
-                    continue
-                parts.append(data[max(0, offset - start) : offset + length - start])
-            return b"".join(parts)
+            # Blocks are in offset order: start at the last one beginning at or before offset.
+            index = max(0, bisect.bisect_right(self._starts, offset) - 1)
+            for position in range(index, len(self._blocks)):
+                start, data = self._blocks[position]
+                if start >= offset + length:
+                    break
+                if start + len(data) > offset:
+                    parts.append(data[max(0, offset - start) : offset + length - start])
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def release(self, offset: int) -> None:
         with self._lock:
             while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= offset:
                 self._blocks.popleft()
+                self._starts.popleft()
             self._floor = max(self._floor, offset)
         self._released.set()
         self._released = trio.Event()
@@ -422,6 +433,7 @@ class _OnePassSource:
         """The caller owns the stream or iterator; it is left as it is."""
         with self._lock:
             self._blocks.clear()
+            self._starts.clear()
 
 
 def _bytes_item(item: object, name: str) -> bytes:
@@ -450,26 +462,38 @@ def _pull_from_stream(stream: BinaryIO, name: str) -> Pull:
 
 
 def _pull_from_iterator(iterator: Iterator[object], name: str) -> Pull:
-    def next_item() -> bytes:
+    def next_batch(size: int) -> bytes:
+        # Items are gathered into one block per worker-thread trip: a stream of small items
+        # (lines of a log, rows of a CSV) would otherwise pay a trip, a block and a channel
+        # hand-over per item.
+        batch: list[bytes] = []
+        gathered = 0
         for item in iterator:
             data = _bytes_item(item, name)
-            if data:
-                return data
-        return b""
+            batch.append(data)
+            gathered += len(data)
+            if gathered >= size:
+                break
+        return b"".join(batch)
 
     async def pull(size: int) -> bytes:
-        return await trio.to_thread.run_sync(next_item, abandon_on_cancel=True)
+        return await trio.to_thread.run_sync(next_batch, size, abandon_on_cancel=True)
 
     return pull
 
 
 def _pull_from_async_iterator(iterator: AsyncIterator[object], name: str) -> Pull:
     async def pull(size: int) -> bytes:
+        # Gathered on the loop, as the items come (see _pull_from_iterator).
+        batch: list[bytes] = []
+        gathered = 0
         async for item in iterator:
             data = _bytes_item(item, name)
-            if data:
-                return data
-        return b""
+            batch.append(data)
+            gathered += len(data)
+            if gathered >= size:
+                break
+        return b"".join(batch)
 
     return pull
 
