@@ -7,7 +7,9 @@ in the environment the subprocesses inherit.
 
 from __future__ import annotations
 
+import ast
 import http.server
+import importlib
 import json
 import os
 import pty
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import tuspipe
-from tuspipe import _cli
+from tuspipe import cli as _cli
+from tuspipe.cli._plan import _hide_credentials
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .faultproxy import ThreadedFaultProxy
@@ -513,7 +517,7 @@ def test_sigint_hint_hides_credential_headers(node_server: TusServer, make_file:
     ],
 )
 def test_hide_credentials(tokens: list[str], shown: list[str]) -> None:
-    assert _cli._hide_credentials(tokens) == shown
+    assert _hide_credentials(tokens) == shown
 
 
 def test_sigint_without_journal_hints_upload_url(
@@ -887,6 +891,61 @@ def test_exit_code_for(error: BaseException, code: int) -> None:
 )
 def test_decode_metadata_value(value: bytes, decoded: tuple[str, str]) -> None:
     assert _cli.decode_metadata_value(value) == decoded
+
+
+#: The cli package's modules in order: each may import only modules before it (no cycles).
+CLI_MODULES = [
+    "_units",
+    "_exits",
+    "_job",
+    "_parser",
+    "_display",
+    "_plan",
+    "_upload",
+    "_commands",
+    "_main",
+]
+
+
+def test_cli_modules_import_only_down() -> None:
+    package = Path(_cli.__file__).parent
+    found = sorted(path.stem for path in package.glob("_*.py") if path.stem != "__init__")
+    assert found == sorted(CLI_MODULES)  # a new module gets its place in the order
+    for index, name in enumerate(CLI_MODULES):
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        relative = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level > 0
+        }
+        assert relative <= set(CLI_MODULES[:index]), (name, relative - set(CLI_MODULES[:index]))
+        absolute = [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        ]
+        absolute += [
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        ]
+        assert not [module for module in absolute if module.startswith("tuspipe.cli")], name
+
+
+@pytest.mark.parametrize("name", CLI_MODULES)
+def test_cli_module_all_lists_what_it_defines(name: str) -> None:
+    module = importlib.import_module(f"tuspipe.cli.{name}")
+    exported: list[str] = module.__all__
+    assert all(hasattr(module, each) for each in exported)
+    defined_here = {
+        each
+        for each, value in vars(module).items()
+        if not each.startswith("_")
+        and isinstance(value, (type, types.FunctionType))
+        and value.__module__ == module.__name__
+    }
+    assert defined_here <= set(exported), defined_here - set(exported)
 
 
 # ---- a terminal ------------------------------------------------------------------------------
