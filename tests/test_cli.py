@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import http.server
-import importlib
 import json
 import os
 import pty
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -931,21 +929,6 @@ def test_cli_modules_import_only_down() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 0
         ]
         assert not [module for module in absolute if module.startswith("tuspipe.cli")], name
-
-
-@pytest.mark.parametrize("name", CLI_MODULES)
-def test_cli_module_all_lists_what_it_defines(name: str) -> None:
-    module = importlib.import_module(f"tuspipe.cli.{name}")
-    exported: list[str] = module.__all__
-    assert all(hasattr(module, each) for each in exported)
-    defined_here = {
-        each
-        for each, value in vars(module).items()
-        if not each.startswith("_")
-        and isinstance(value, (type, types.FunctionType))
-        and value.__module__ == module.__name__
-    }
-    assert defined_here <= set(exported), defined_here - set(exported)
 
 
 # ---- a terminal ------------------------------------------------------------------------------
