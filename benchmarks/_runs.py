@@ -13,11 +13,9 @@ so the server does not fill up; a run whose upload is not complete is a failed r
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -44,7 +42,6 @@ __all__ = [
     "find_curl",
     "format_size",
     "make_test_data",
-    "parse_size",
 ]
 
 MiB = 1024 * 1024
@@ -52,26 +49,6 @@ GiB = 1024 * MiB
 ROOT = Path(__file__).resolve().parent.parent
 #: Every client the harness knows, in table order.
 CLIENTS = ("tuspipe", "tuspy", "curl", "sendfile", "httpx")
-
-
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kib": 1024, "kb": 1000,
-    "m": MiB, "mib": MiB, "mb": 1000**2,
-    "g": GiB, "gib": GiB, "gb": 1000**3,
-}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``"1GiB"``, ``"256MiB"``, ``"100MB"``, ``"64k"`` or ``"12345"`` (K/M/G binary)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _SIZE_UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1GiB, 256MiB, 100MB)")
-    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise argparse.ArgumentTypeError("the size must be at least one byte")
-    return size
 
 
 def format_size(size: int) -> str:

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from tuspipe.cli import parse_size
+
 from ._http import LoopbackHttp, NotLoopbackError, ServerInfo, probe_server, require_loopback
 from ._report import (
     evaluate_targets,
@@ -64,7 +66,6 @@ from ._runs import (
     find_curl,
     format_size,
     make_test_data,
-    parse_size,
 )
 
 __all__ = [
@@ -99,8 +100,16 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 # --------------------------------------------------------------------------------------------
 
 
+def _size(text: str) -> int:
+    """A size as the tuspipe command reads one (1GiB, 256MiB, 100MB or bytes), for argparse."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _size_list(text: str) -> tuple[int, ...]:
-    sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
+    sizes = tuple(_size(part) for part in text.split(",") if part.strip())
     if not sizes:
         raise argparse.ArgumentTypeError("give at least one size, e.g. 1MiB,8MiB,64MiB")
     return sizes
@@ -161,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--size",
-        type=parse_size,
+        type=_size,
         metavar="SIZE",
         help="test file size: 1GiB (default; --quick and --tune 256MiB)",
     )
@@ -188,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--many-size",
-        type=parse_size,
+        type=_size,
         metavar="SIZE",
         default=DEFAULT_MANY_SIZE,
         help="size of each of those files (default 16KiB)",

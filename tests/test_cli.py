@@ -7,6 +7,7 @@ in the environment the subprocesses inherit.
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import os
@@ -27,7 +28,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import tuspipe
-from tuspipe import _cli
+from tuspipe import cli as _cli
+from tuspipe.cli._plan import _hide_credentials
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .faultproxy import ThreadedFaultProxy
@@ -513,7 +515,7 @@ def test_sigint_hint_hides_credential_headers(node_server: TusServer, make_file:
     ],
 )
 def test_hide_credentials(tokens: list[str], shown: list[str]) -> None:
-    assert _cli._hide_credentials(tokens) == shown
+    assert _hide_credentials(tokens) == shown
 
 
 def test_sigint_without_journal_hints_upload_url(
@@ -887,6 +889,46 @@ def test_exit_code_for(error: BaseException, code: int) -> None:
 )
 def test_decode_metadata_value(value: bytes, decoded: tuple[str, str]) -> None:
     assert _cli.decode_metadata_value(value) == decoded
+
+
+#: The cli package's modules in order: each may import only modules before it (no cycles).
+CLI_MODULES = [
+    "_units",
+    "_exits",
+    "_job",
+    "_parser",
+    "_display",
+    "_plan",
+    "_upload",
+    "_commands",
+    "_main",
+]
+
+
+def test_cli_modules_import_only_down() -> None:
+    package = Path(_cli.__file__).parent
+    found = sorted(path.stem for path in package.glob("_*.py") if path.stem != "__init__")
+    assert found == sorted(CLI_MODULES)  # a new module gets its place in the order
+    for index, name in enumerate(CLI_MODULES):
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        relative = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level > 0
+        }
+        assert relative <= set(CLI_MODULES[:index]), (name, relative - set(CLI_MODULES[:index]))
+        absolute = [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        ]
+        absolute += [
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        ]
+        assert not [module for module in absolute if module.startswith("tuspipe.cli")], name
 
 
 # ---- a terminal ------------------------------------------------------------------------------

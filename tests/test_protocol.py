@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tuspipe
+import tuspipe.cli
 from tuspipe import (
     _api,
     _errors,
@@ -185,6 +186,12 @@ PRIVATE_MODULES += [
     if info.name.startswith("_")
     and not info.name.startswith("__")
     and f"tuspipe.{info.name}" not in {m.__name__ for m in PRIVATE_MODULES}
+]
+# ... and the cli package's (tuspipe/cli/_*.py).
+PRIVATE_MODULES += [
+    importlib.import_module(f"tuspipe.cli.{info.name}")
+    for info in pkgutil.iter_modules(tuspipe.cli.__path__)
+    if info.name.startswith("_") and not info.name.startswith("__")
 ]
 
 

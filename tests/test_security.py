@@ -31,7 +31,7 @@ import trio
 import trio.testing
 
 import tuspipe
-from tuspipe import _cli
+from tuspipe import cli as _cli
 from tuspipe._journal import decode_records
 from tuspipe._protocol import MAX_LOCATION_LENGTH
 from tuspipe._retry import MAX_RETRY_AFTER

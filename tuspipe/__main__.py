@@ -1,8 +1,8 @@
-"""``python -m tuspipe``: the ``tuspipe`` command (see :mod:`tuspipe._cli`)."""
+"""``python -m tuspipe``: the ``tuspipe`` command (see :mod:`tuspipe.cli`)."""
 
 from __future__ import annotations
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main(command="python -m tuspipe"))
