@@ -193,8 +193,10 @@ class Client:
         listed = list(sources)
         outcomes = [UploadOutcome(index, item) for index, item in enumerate(listed)]
         progress = _ManyProgress(len(listed), settings)
-        # Once, up front: later uploads can then send their first chunk with the POST.
-        await self._capabilities.known(url)
+        if len(listed) > 1:
+            # Once, up front: the uploads can then send their first chunk with the POST. (For
+            # one source the round trip it costs is the one it could save.)
+            await self._capabilities.known(url)
         waiting = iter(range(len(listed)))  # shared by the workers: sources start in order
 
         async def worker() -> None:
@@ -215,7 +217,8 @@ class Client:
             except (TusError, OSError) as error:
                 if settings["fail_fast"]:
                     raise
-                logger.warning("upload %d of %d failed: %s", index + 1, len(listed), error)
+                # (Returned in the outcome, not logged as a warning: the caller reports it.)
+                logger.info("upload %d of %d failed: %s", index + 1, len(listed), error)
                 outcomes[index] = UploadOutcome(index, item, error=error)
             else:
                 outcomes[index] = UploadOutcome(index, item, result=result)

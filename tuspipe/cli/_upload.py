@@ -49,62 +49,6 @@ def _default_metadata(path: str) -> dict[str, str]:
     return {"filename": os.path.basename(path), "filetype": filetype}
 
 
-async def _upload_one(
-    job: Job,
-    plan: UploadPlan,
-    display: Display,
-    limiter: trio.CapacityLimiter,
-    debug: bool,
-) -> None:
-    async with limiter:
-        CURRENT_JOB.set(job)  # this task's context only: the log bridge attributes by it
-        job.began = time.monotonic()
-
-        def on_upload_url(url: str) -> None:
-            job.url = url
-
-        def on_retry(error: tuspipe.TusError, attempt: int, wait: float) -> None:
-            job.retries += 1
-            display.retried(job)
-
-        def on_progress(acknowledged: int, total: int | None) -> None:
-            job.acknowledged = acknowledged
-            if total is not None:  # (None: standard input, until it ends)
-                job.size = total
-            if job.first_progress is None:
-                job.first_progress = time.monotonic()
-                job.resumed_from = acknowledged
-                display.started(job)
-            else:
-                display.advanced(job)
-
-        source: str | BinaryIO = job.path
-        metadata = _default_metadata(job.path)
-        if job.path == STDIN:
-            source = _standard_input()
-            metadata = dict(STDIN_METADATA)
-        try:
-            job.result = await tuspipe.upload_async(
-                source,
-                plan.url,
-                upload_url=plan.upload_url,
-                metadata={**metadata, **plan.metadata},
-                on_progress=on_progress,
-                on_upload_url=on_upload_url,
-                on_retry=on_retry,
-                **plan.options,
-            )
-        except Exception as error:  # one file's failure is reported; the others go on
-            job.seconds = time.monotonic() - job.began
-            job.error = error
-            job.exit_code = _report_job_failure(display, job, error, debug=debug)
-        else:
-            job.seconds = time.monotonic() - job.began
-            job.exit_code = EXIT_OK
-        finally:
-            display.ended(job)
-
-
 def _report_job_failure(display: Display, job: Job, error: BaseException, *, debug: bool) -> int:
     if isinstance(error, tuspipe.UsageError):
         # It names what is wrong itself (an option, a URL, or the file); a bad option would
@@ -136,6 +80,63 @@ def _finish_line(job: Job) -> str:
     )
 
 
+class _JobHooks:
+    """The per-file hooks of tuspipe.upload_many, kept in each file's :class:`Job` and shown
+    by the display; a file's outcome is reported the moment it is known."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        display: Display,
+        *,
+        debug: bool,
+        on_finished: Callable[[Job], None],
+    ) -> None:
+        self._jobs = jobs
+        self._display = display
+        self._debug = debug
+        self._on_finished = on_finished
+
+    def start(self, index: int) -> None:
+        job = self._jobs[index]
+        CURRENT_JOB.set(job)  # this task's context only: the log bridge attributes by it
+        job.began = time.monotonic()
+
+    def upload_url(self, index: int, url: str) -> None:
+        self._jobs[index].url = url
+
+    def retry(self, index: int, error: tuspipe.TusError, attempt: int, wait: float) -> None:
+        job = self._jobs[index]
+        job.retries += 1
+        self._display.retried(job)
+
+    def progress(self, index: int, acknowledged: int, total: int | None) -> None:
+        job = self._jobs[index]
+        job.acknowledged = acknowledged
+        if total is not None:  # (None: standard input, until it ends)
+            job.size = total
+        if job.first_progress is None:
+            job.first_progress = time.monotonic()
+            job.resumed_from = acknowledged
+            self._display.started(job)
+        else:
+            self._display.advanced(job)
+
+    def outcome(self, outcome: tuspipe.UploadOutcome) -> None:
+        job = self._jobs[outcome.index]
+        job.seconds = time.monotonic() - (job.began or time.monotonic())
+        if outcome.error is not None:
+            job.error = outcome.error
+            job.exit_code = _report_job_failure(
+                self._display, job, outcome.error, debug=self._debug
+            )
+        else:
+            job.result = outcome.result
+            job.exit_code = EXIT_OK
+        self._display.ended(job)
+        self._on_finished(job)
+
+
 async def _upload_all(
     jobs: Sequence[Job],
     plan: UploadPlan,
@@ -145,22 +146,66 @@ async def _upload_all(
     debug: bool,
     on_finished: Callable[[Job], None],
 ) -> None:
-    limiter = trio.CapacityLimiter(plan.concurrency)
+    """Upload the jobs not yet finished with one tuspipe.upload_many call (tuspipe.upload
+    for --upload-url, which continues one file), until done or Ctrl-C."""
+    waiting = [job for job in jobs if not job.finished]
+    hooks = _JobHooks(waiting, display, debug=debug, on_finished=on_finished)
+    sources: list[str | BinaryIO] = [
+        _standard_input() if job.path == STDIN else job.path for job in waiting
+    ]
+    metadata = [
+        {**(STDIN_METADATA if job.path == STDIN else _default_metadata(job.path)), **plan.metadata}
+        for job in waiting
+    ]
 
-    async def run(job: Job) -> None:
+    # upload_many hands each source back to the metadata function as it was given.
+    metadata_of = {id(source): pairs for source, pairs in zip(sources, metadata, strict=True)}
+
+    async def upload_continued() -> None:
+        # --upload-url continues exactly one file (checked when the command line was read).
+        hooks.start(0)
         try:
-            await _upload_one(job, plan, display, limiter, debug)
-        finally:
-            if job.finished:
-                on_finished(job)
+            result = await tuspipe.upload_async(
+                sources[0],
+                upload_url=plan.upload_url,
+                metadata=metadata[0],
+                on_progress=partial(hooks.progress, 0),
+                on_upload_url=partial(hooks.upload_url, 0),
+                on_retry=partial(hooks.retry, 0),
+                **plan.options,
+            )
+        except (tuspipe.TusError, OSError) as error:
+            hooks.outcome(tuspipe.UploadOutcome(0, sources[0], error=error))
+        else:
+            hooks.outcome(tuspipe.UploadOutcome(0, sources[0], result=result))
+
+    async def upload_many() -> None:
+        assert plan.url is not None
+        try:
+            await tuspipe.upload_many_async(
+                sources,
+                plan.url,
+                concurrency=plan.concurrency,
+                metadata=lambda source: metadata_of[id(source)],
+                on_start=hooks.start,
+                on_progress=hooks.progress,
+                on_upload_url=hooks.upload_url,
+                on_retry=hooks.retry,
+                on_outcome=hooks.outcome,
+                **plan.options,
+            )
+        except (tuspipe.TusError, OSError) as error:
+            # The call itself failed (a bad option, an endpoint that cannot be asked): every
+            # file not yet done fails with it.
+            for index, job in enumerate(waiting):
+                if not job.finished:
+                    hooks.outcome(tuspipe.UploadOutcome(index, sources[index], error=error))
 
     with trio.CancelScope() as everything:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_interrupt, everything, state)
-            async with trio.open_nursery() as uploads:
-                for job in jobs:
-                    if not job.finished:
-                        uploads.start_soon(run, job)
+            if waiting:
+                await (upload_continued() if plan.upload_url is not None else upload_many())
             nursery.cancel_scope.cancel()  # every upload ended: stop listening for Ctrl-C
 
 
