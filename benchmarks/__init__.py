@@ -1,1 +1,1 @@
-"""Benchmarks for tuspipe: a fast local tus discard sink and client-against-client timings."""
+"""tuspipe's benchmarks: the harness (``python -m benchmarks``), its discard sink, smaller ones."""

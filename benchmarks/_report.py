@@ -753,9 +753,10 @@ def write_plot(
     if not series:
         return "no chunks/checksums rows were measured"
     try:
+        # matplotlib is the optional bench extra: without it the run still gives its figures.
         from benchmarks.plot import write_line_plot
     except ImportError as exc:
-        return f"benchmarks.plot is not available ({exc})"
+        return f"matplotlib is not installed, pip install -e '.[bench]' ({exc})"
     write_line_plot(
         path,
         series,

@@ -31,21 +31,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from tuspipe.cli import parse_size
 
-from ._http import LoopbackHttp, NotLoopbackError, ServerInfo, probe_server, require_loopback
+from ._http import NotLoopbackError, ServerInfo, require_loopback
 from ._report import (
     evaluate_targets,
     plot_series,
@@ -67,12 +62,12 @@ from ._runs import (
     format_size,
     make_test_data,
 )
+from ._session import Report, describe_machine, load_average, open_server
+from .tune import run_tune
 
 __all__ = [
     "DEFAULT_CHUNK_SIZES",
     "WORKLOADS",
-    "Report",
-    "describe_machine",
     "main",
     "parse_args",
     "plan_settings",
@@ -386,73 +381,6 @@ def schedule(settings: Sequence[Setting], repeats: int) -> Iterator[tuple[int, S
 # --------------------------------------------------------------------------------------------
 
 
-class Report:
-    """Prints to the terminal and keeps a copy for the report file."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stdout
-        self.lines: list[str] = []
-
-    def say(self, text: str = "") -> None:
-        print(text, file=self._stream, flush=True)
-        self.lines.append(text)
-
-    def save(self, path: Path) -> None:
-        path.write_text("\n".join(self.lines) + "\n", encoding="utf-8")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for package in ("tuspipe", "tuspy", "httpx", "trio", "requests"):
-        try:
-            found.append(f"{package} {version(package)}")
-        except PackageNotFoundError:
-            found.append(f"{package} missing")
-    return ", ".join(found)
-
-
-def _curl_version(curl: str | None) -> str:
-    if curl is None:
-        return "curl not installed"
-    try:
-        said = subprocess.run(
-            [curl, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except OSError as exc:
-        return f"curl unusable ({exc})"
-    words = said.split()
-    return " ".join(words[:2]) if len(words) >= 2 else "curl (version unknown)"
-
-
-def load_average() -> str:
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def describe_machine(argv: Sequence[str], curl: str | None) -> list[str]:
-    """The lines RESULTS.md quotes: when, where, with what, and the exact command."""
-    return [
-        f"  date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"  command: python -m benchmarks {shlex.join(argv)}".rstrip(),
-        f"  machine: {_cpu_model()}, {os.cpu_count()} CPUs, load average {load_average()}, "
-        f"{platform.system()} {platform.release()}",
-        f"  software: {platform.python_implementation()} {platform.python_version()}, "
-        f"{_versions()}, {_curl_version(curl)}",
-    ]
-
-
 def _progress(number: int, total: int, run: RunResult) -> str:
     setting = run.setting
     head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<44}"
@@ -483,19 +411,6 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def serve(url: str | None, verify_checksums: bool) -> Iterator[tuple[str, str]]:
-    """The server's URL and a description: `url` as given, or a fresh local sink process."""
-    if url:
-        yield url, "given on the command line"
-        return
-    from .sink import SinkProcess
-
-    with SinkProcess(verify_checksums=verify_checksums, quiet=True) as sink:
-        checking = "verifies" if verify_checksums else "does not verify"
-        yield sink.url, f"local discard sink in its own process, {checking} checksums"
-
-
 def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run every planned setting, print the report, write the files; the exit status."""
     began = time.monotonic()
@@ -507,14 +422,10 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     runs_csv, summary_csv, png, text = _output_paths(args)
     results: list[RunResult] = []
     with contextlib.ExitStack() as stack:
-        http = stack.enter_context(LoopbackHttp())
-        try:
-            url, how = stack.enter_context(serve(args.url, args.verify_checksums))
-            server = probe_server(http, url)
-        except (OSError, ConnectionError, RuntimeError) as exc:
-            report.say(f"  server: cannot use it: {exc}")
+        opened = open_server(stack, report, args.url, args.verify_checksums)
+        if opened is None:
             return 1
-        report.say(f"  server: {url} ({how}; {server.describe()})")
+        http, url, server = opened
         plan = plan_settings(
             args.workloads,
             size=args.size,
@@ -585,7 +496,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(arguments)
     if args.tune is not None:
-        from .tune import run_tune
-
         return run_tune(args, arguments)
     return run_benchmark(args, arguments)

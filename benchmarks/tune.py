@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ._http import LoopbackHttp, ServerInfo, probe_server
+from ._http import ServerInfo
 from ._runs import (
     ROOT,
     MiB,
@@ -51,7 +51,7 @@ from ._runs import (
     format_size,
     make_test_data,
 )
-from .harness import Report, describe_machine, serve
+from ._session import Report, describe_machine, open_server
 
 __all__ = ["MARGIN", "Knob", "TuneOutcome", "python_call", "run_tune", "tune"]
 
@@ -290,14 +290,10 @@ def run_tune(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for line in describe_machine(argv, find_curl(args.curl)):
         report.say(line)
     with contextlib.ExitStack() as stack:
-        http = stack.enter_context(LoopbackHttp())
-        try:
-            url, how = stack.enter_context(serve(args.tune or None, args.verify_checksums))
-            server = probe_server(http, url)
-        except (OSError, ConnectionError, RuntimeError) as exc:
-            report.say(f"  server: cannot use it: {exc}")
+        opened = open_server(stack, report, args.tune or None, args.verify_checksums)
+        if opened is None:
             return 1
-        report.say(f"  server: {url} ({how}; {server.describe()})")
+        http, url, server = opened
         if not server.supports("termination"):
             report.say(
                 "  NOTE: the server does not offer termination; the uploads made while tuning "

@@ -8,8 +8,8 @@ only) and, on command, breaks the connection the way real networks do::
         ...  # talk to proxy.url_for("/files/")
         assert fault.hits == 1 and proxy.stats.faults["cut_up"] == 1
 
-From blocking code (the soak script), the same controls on a proxy that runs in its own
-thread::
+From blocking code (the soak script, tests/soak.py), the same controls on a proxy that runs in
+its own thread::
 
     with ThreadedFaultProxy("127.0.0.1", 1080) as proxy:
         proxy.stall("both", seconds=2.0)

@@ -23,7 +23,7 @@ setup() {
     python3 -m venv "$VENV"
   fi
   "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[test,cli,peers]"
+  "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[test,cli,peers,bench]"
   bash "$SERVERS" install
 }
 

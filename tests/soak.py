@@ -1,7 +1,7 @@
 """Soak test: many uploads to the real Node tus server through a fault-injecting proxy.
 
-    python -m benchmarks.soak [--uploads 50] [--size-mib 8] [--url http://127.0.0.1:1080/files/]
-                              [--data-dir DIR] [--seed N]
+    python -m tests.soak [--uploads 50] [--size-mib 8] [--url http://127.0.0.1:1080/files/]
+                         [--data-dir DIR] [--seed N]
 
 Each upload sends a freshly generated file (``--size-mib`` MiB plus a random tail, so the last
 chunk is short) with tuspipe through a :class:`tests.faultproxy.ThreadedFaultProxy` in front of
@@ -55,8 +55,9 @@ import httpx
 import trio
 
 import tuspipe
-from tests.faultproxy import Fault, RefuseMode, ThreadedFaultProxy
-from tests.faults import FaultTransport
+
+from .faultproxy import Fault, RefuseMode, ThreadedFaultProxy
+from .faults import FaultTransport
 
 __all__ = ["RunResult", "main"]
 
@@ -452,7 +453,7 @@ def _loopback_url(url: str) -> str:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.soak",
+        prog="python -m tests.soak",
         description="Many uploads with tuspipe to the real Node tus server through a "
         "fault-injecting proxy; exit 0 only if all of them stored identical bytes.",
     )
