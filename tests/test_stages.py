@@ -212,6 +212,20 @@ async def test_chunker_on_a_one_pass_source_from_a_start_offset() -> None:
     assert [(c.offset, c.length, c.declare_length) for c in chunks] == [(4, 4, None), (8, 2, 10)]
 
 
+async def wait_until_quiet() -> None:
+    """Return once every task waits and no worker thread runs: nothing more happens until
+    the test acts. (A one-pass iterator is pulled in a worker thread, which
+    ``wait_all_tasks_blocked`` alone does not wait for: a task waiting on a thread counts as
+    blocked.)"""
+    threads = trio.to_thread.current_default_thread_limiter()
+    await trio.testing.wait_all_tasks_blocked()
+    while threads.borrowed_tokens:
+        # A thread's result reaches trio with its token handed back, in one step of the
+        # trio thread: no token out and no task to run means no pull is under way.
+        await trio.sleep(0.001)
+        await trio.testing.wait_all_tasks_blocked()
+
+
 async def test_chunker_waits_for_release_before_reading_past_the_retention() -> None:
     # Retention of one chunk and one read: the chunker cannot cut the next chunk (it must read
     # one byte past it) until the previous one is released.
@@ -234,9 +248,7 @@ async def test_chunker_waits_for_release_before_reading_past_the_retention() -> 
             )
             first = await inbound.receive()
             assert (first.offset, first.length) == (0, 10)
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.sleep(0.05)  # (time for a pull in a worker thread, were one running)
-            await trio.testing.wait_all_tasks_blocked()
+            await wait_until_quiet()
             with pytest.raises(trio.WouldBlock):
                 inbound.receive_nowait()  # the second chunk waits for the release of the first
             with pytest.raises(RuntimeError, match="not held"):
