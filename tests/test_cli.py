@@ -33,6 +33,7 @@ from tuspipe.cli._plan import _hide_credentials
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .faultproxy import ThreadedFaultProxy
+from .waiting import unread_bytes, wait_until
 
 MiB = 1024 * 1024
 TIMEOUT = 120
@@ -290,7 +291,8 @@ def test_standard_input_survives_a_cut_patch(
 
 def test_sigint_during_standard_input_says_it_cannot_be_resumed(node_server: TusServer) -> None:
     # The writer sends 3 MiB and then stays silent: the upload waits for more when Ctrl-C
-    # comes. It stops cleanly, with no resume command (nothing can read the stream again),
+    # comes (the third MiB is not cut into a chunk before a byte after it shows whether it is
+    # the last). It stops cleanly, with no resume command (nothing can read the stream again),
     # and the interpreter's shutdown is not stalled by the abandoned read of the pipe.
     process = subprocess.Popen(
         tuspipe_command("upload", "--chunk-size", "1MiB", "-", node_server.url),
@@ -310,7 +312,8 @@ def test_sigint_during_standard_input_says_it_cannot_be_resumed(node_server: Tus
                 break
         else:
             pytest.fail(f"no progress: {b''.join(seen).decode()}")
-        time.sleep(0.5)  # the 3rd MiB acknowledged, the upload now waits for the pipe
+        stdin = process.stdin
+        wait_until(lambda: unread_bytes(stdin) == 0, "the upload read all 3 MiB", timeout=TIMEOUT)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=TIMEOUT)
     finally:

@@ -189,11 +189,14 @@ async def test_proxy_stall_makes_requests_time_out(node_server: TusServer) -> No
 async def test_proxy_refuse(node_server: TusServer) -> None:
     async with FaultProxy(*_upstream(node_server)) as proxy:
         endpoint = proxy.url_for(node_server.url)
-        proxy.refuse(seconds=0.5, mode="unlisten")
+        window = proxy.refuse(seconds=0.5, mode="unlisten")
         async with httpx.AsyncClient(timeout=5) as client:
             with pytest.raises(httpx.ConnectError):
                 await client.options(endpoint)
-        await trio.sleep(0.6)
+        # The window ends at its trio time; then the proxy listens again before it waits.
+        assert window.until is not None
+        await trio.sleep_until(window.until)
+        await trio.testing.wait_all_tasks_blocked()
         for mode in ("reset", "close"):
             proxy.refuse(mode=mode, once=True)
             async with httpx.AsyncClient(timeout=5) as client:

@@ -25,6 +25,7 @@ import tuspipe
 from tuspipe._journal import Journal
 
 from .conftest import MakeFile, TusServer, sha256_file
+from .waiting import settled
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -68,15 +69,13 @@ def _read_event(child: subprocess.Popen[str]) -> dict[str, Any]:
 
 def _server_offset(upload_url: str) -> int:
     """The server's offset once it has settled (an aborted PATCH may still be landing)."""
-    previous = -1
-    while True:
+
+    def ask() -> int:
         answer = httpx.head(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
         assert answer.status_code in (200, 204), answer
-        offset = int(answer.headers["upload-offset"])
-        if offset == previous:
-            return offset
-        previous = offset
-        time.sleep(0.05)
+        return int(answer.headers["upload-offset"])
+
+    return settled(ask)
 
 
 @pytest.mark.slow

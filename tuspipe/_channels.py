@@ -5,7 +5,8 @@ Each channel between two stages records how long its producer sat blocked on a f
 empty one (``receive_wait``: the producer is the slower one). A stage whose outbound channel
 shows a large ``send_wait`` is ahead of the next stage; one whose inbound channel shows a large
 ``receive_wait`` is starved. The figures reach callers as ``UploadResult.channel_stats`` and
-feed the benchmark harness. Timing an await costs two clock reads, so they are always on.
+feed the benchmark harness. Timing an await costs two clock reads, so they are always on; the
+clock is trio's, so a test's virtual clock times the waits exactly.
 
 The ends behave as trio's memory channel ends do for the pipeline's stages (``send``,
 ``receive``, ``receive_nowait``, ``async for``, ``with``); the stages are typed against the
@@ -14,7 +15,6 @@ The ends behave as trio's memory channel ends do for the pipeline's stages (``se
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
@@ -117,11 +117,11 @@ class MeteredSendChannel(Generic[T]):
         try:
             self._channel.send_nowait(value)
         except trio.WouldBlock:
-            started = time.perf_counter()
+            started = trio.current_time()
             try:
                 await self._channel.send(value)
             finally:
-                self.stats.send_wait += time.perf_counter() - started
+                self.stats.send_wait += trio.current_time() - started
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
         self.stats.items += 1
@@ -153,11 +153,11 @@ class MeteredReceiveChannel(Generic[T]):
         try:
             value = self._channel.receive_nowait()
         except trio.WouldBlock:
-            started = time.perf_counter()
+            started = trio.current_time()
             try:
                 return await self._channel.receive()
             finally:
-                self.stats.receive_wait += time.perf_counter() - started
+                self.stats.receive_wait += trio.current_time() - started
         await trio.lowlevel.cancel_shielded_checkpoint()
         return value
 
