@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
@@ -43,7 +44,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
 from ._source import SourceLike
 from ._transport import Transport
-from ._types import UploadOutcome, UploadResult
+from ._types import DEFAULT_CHUNK_SIZE, UploadOutcome, UploadResult
 from ._upload import plan_upload, upload_source
 
 __all__ = ["Client"]
@@ -193,9 +194,9 @@ class Client:
         listed = list(sources)
         outcomes = [UploadOutcome(index, item) for index, item in enumerate(listed)]
         progress = _ManyProgress(len(listed), settings)
-        if len(listed) > 1:
-            # Once, up front: the uploads can then send their first chunk with the POST. (For
-            # one source the round trip it costs is the one it could save.)
+        if len(listed) > 1 and any(_travels_whole(item, settings["chunk_size"]) for item in listed):
+            # Once, up front: a small source can then travel whole in its POST, one request.
+            # (For one source, or only large ones, it would cost the round trip it saves.)
             await self._capabilities.known(url)
         waiting = iter(range(len(listed)))  # shared by the workers: sources start in order
 
@@ -241,6 +242,21 @@ class Client:
             on_retry(index, error, attempt, wait)
 
         return dataclasses.replace(self._retry, on_retry=told)
+
+
+def _travels_whole(source: SourceLike, chunk_size: int | None) -> bool:
+    """Whether `source` is known to fit in one request (creation-with-upload) without
+    opening it: bytes, or a file no larger than a chunk."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        size = memoryview(source).nbytes
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            size = os.stat(source).st_size
+        except OSError:
+            return False  # its upload will say why
+    else:
+        return False
+    return size <= (chunk_size or DEFAULT_CHUNK_SIZE)
 
 
 class _ManyProgress:

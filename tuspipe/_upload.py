@@ -210,13 +210,8 @@ async def _resume_from_journal(
 def _creation_body_length(
     source: Source, plan: UploadPlan, capabilities: ServerCapabilities | None, algorithm: str | None
 ) -> int:
-    """How many bytes travel in the creation request itself (creation-with-upload): the whole
-    source, when it fits in one request and the server is known to accept it; else none.
-
-    That is where it counts: a small file takes one request instead of two. A larger source
-    would save one round trip of many, and its bytes are better sent by PATCH, which a lost
-    answer does not cost (a HEAD finds the offset), while a creation retried creates anew.
-    """
+    """How many bytes travel in the creation request itself (creation-with-upload): the first
+    chunk, when the server is known to accept it."""
     if (
         capabilities is None
         or not capabilities.supports("creation-with-upload")
@@ -229,9 +224,7 @@ def _creation_body_length(
     ):
         return 0
     limit = plan.body_limits.limit(plan.url or "")  # a body size the server refused before
-    if source.size > min(plan.settings.chunk_size, limit or source.size):
-        return 0
-    return source.size
+    return min(plan.settings.chunk_size, source.size, limit or source.size)
 
 
 async def _find_or_create(
