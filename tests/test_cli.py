@@ -594,8 +594,20 @@ def test_status_and_delete(node_server: TusServer, tmp_path: Path) -> None:
     assert gone.stderr.startswith("tuspipe: error: ")
     assert "404" in gone.stderr
     assert "Traceback" not in gone.stderr
-    again = run("delete", "--json", result.url)  # already gone counts as deleted
-    assert json_lines(again.stdout) == [{"url": result.url, "deleted": True}]
+    # Deleting what is not there is not a success (a typo must not look like one): issue 14.
+    again = run("delete", "--json", result.url)
+    assert again.returncode == 4
+    assert json_lines(again.stdout) == [
+        {
+            "url": result.url,
+            "deleted": False,
+            "error": "not found (already deleted?)",
+            "exit_code": 4,
+        }
+    ]
+    plain = run("delete", result.url)
+    assert (plain.returncode, plain.stdout) == (4, "")
+    assert plain.stderr == f"tuspipe: error: {result.url}: not found (already deleted?)\n"
 
 
 # ---- journal ---------------------------------------------------------------------------------

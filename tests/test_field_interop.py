@@ -11,6 +11,8 @@ only to a request carrying Tus-Resumable, one answering 409 to a creation).
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -225,3 +227,25 @@ def test_a_tus_server_failing_with_5xx_is_still_retried() -> None:
             )
 
     assert trio.run(run) == "http://tus.test/files/a"
+
+
+def test_the_cli_pointed_at_a_plain_web_server_says_so_at_once(
+    web_server: tuple[str, _WebServer], make_file: MakeFile
+) -> None:
+    url, server = web_server
+    path = make_file(1000)
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tuspipe", "upload", str(path), url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    seconds = time.monotonic() - began
+    assert seconds < PROMPT, done.stderr
+    assert done.returncode == 4
+    assert done.stderr.count("does not look like a tus endpoint") == 1
+    assert done.stderr.count("<!DOCTYPE HTML>") == 1  # one excerpt of the page, not five
+    assert done.stderr.startswith("tuspipe: error: ")
+    assert "warning" not in done.stderr  # nothing was retried
+    assert server.requests == ["POST"]

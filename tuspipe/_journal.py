@@ -49,13 +49,14 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 
-from ._httpdate import has_passed
+from ._httpdate import has_passed, parse_http_date
 
 __all__ = [
     "Journal",
@@ -97,6 +98,11 @@ class JournalEntry:
     created: float = field(default_factory=time.time)
     expires: str | None = None
     parts: tuple[str, ...] = ()
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """`expires` as a moment; None when the server named no date it can be read as."""
+        return parse_http_date(self.expires)
 
     def to_record(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)

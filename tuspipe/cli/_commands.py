@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import time
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 
 import tuspipe
 
 from ._display import Display, print_json
-from ._exits import EXIT_OK
+from ._exits import EXIT_OK, EXIT_REFUSED
 from ._parser import connection_options
 from ._units import format_bytes
 
@@ -69,14 +67,10 @@ def decode_metadata_value(value: bytes) -> tuple[str, str]:
     return "base64", base64.b64encode(value).decode("ascii")
 
 
-def _expiry_note(expires: str | None) -> str:
-    if not expires:
+def _expiry_note(expires_at: datetime | None) -> str:
+    if expires_at is None:
         return ""
-    try:
-        moment = parsedate_to_datetime(expires).timestamp()
-    except (TypeError, ValueError):
-        return ""
-    return " (expired)" if moment <= time.time() else ""
+    return " (expired)" if expires_at <= datetime.now(UTC) else ""
 
 
 def command_status(args: argparse.Namespace, display: Display) -> int:
@@ -118,7 +112,7 @@ def command_status(args: argparse.Namespace, display: Display) -> int:
         ("upload", args.url),
         ("offset", progress),
         ("complete", "yes" if status.complete else "no"),
-        ("expires", (status.expires or "not stated") + _expiry_note(status.expires)),
+        ("expires", (status.expires or "not stated") + _expiry_note(status.expires_at)),
     ]
     for label, value in rows:
         display.result(f"{label + ':':<10}{value}")
@@ -135,13 +129,24 @@ def command_status(args: argparse.Namespace, display: Display) -> int:
     return EXIT_OK
 
 
+# What delete says of an upload the server does not have: a typo must not look like success.
+NOT_FOUND = "not found (already deleted?)"
+
+
 def command_delete(args: argparse.Namespace, display: Display) -> int:
-    """``tuspipe delete``: terminate an upload. Returns the exit code."""
-    tuspipe.terminate(args.url, **connection_options(args))
+    """``tuspipe delete``: terminate an upload. Returns the exit code: EXIT_REFUSED when the
+    server has no such upload (404/410)."""
+    deleted = tuspipe.terminate(args.url, **connection_options(args))
     if args.json:
-        print_json(display, {"url": args.url, "deleted": True})
-    elif not args.quiet:
+        answer: dict[str, object] = {"url": args.url, "deleted": deleted}
+        if not deleted:
+            answer.update(error=NOT_FOUND, exit_code=EXIT_REFUSED)
+        print_json(display, answer)
+    elif deleted and not args.quiet:
         display.result(f"deleted {args.url}")
+    if not deleted:
+        display.error(f"tuspipe: error: {args.url}: {NOT_FOUND}")
+        return EXIT_REFUSED
     return EXIT_OK
 
 
@@ -182,7 +187,7 @@ def command_journal(args: argparse.Namespace, display: Display) -> int:
                 display.result(
                     f"  {format_bytes(entry.offset)} of {format_bytes(entry.size)} "
                     f"({entry.offset}/{entry.size} bytes, {percent:.1f}%), "
-                    f"created {created}{_expiry_note(entry.expires)}"
+                    f"created {created}{_expiry_note(entry.expires_at)}"
                 )
                 display.result(f"  {entry.url}")
         if not entries and not args.json and not args.quiet:
