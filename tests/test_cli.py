@@ -909,6 +909,7 @@ def test_decode_metadata_value(value: bytes, decoded: tuple[str, str]) -> None:
 #: The cli package's modules in order: each may import only modules before it (no cycles).
 CLI_MODULES = [
     "_units",
+    "_words",
     "_exits",
     "_job",
     "_parser",

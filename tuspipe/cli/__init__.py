@@ -31,10 +31,10 @@ highest code of any file is the command's:
 ====  =====================================================================================
 
 The package's modules, each importing only those before it in this list: ``_units`` (sizes),
-``_exits`` (exit codes), ``_job`` (one file of an upload), ``_parser`` (the arguments),
-``_display`` (progress and messages), ``_plan`` (an upload command checked, and the command
-that resumes it), ``_upload`` (the upload command), ``_commands`` (info, status, delete,
-journal), ``_main`` (the entry point).
+``_words`` (the library's advice in flags), ``_exits`` (exit codes), ``_job`` (one file of an
+upload), ``_parser`` (the arguments), ``_display`` (progress and messages), ``_plan`` (an
+upload command checked, and the command that resumes it), ``_upload`` (the upload command),
+``_commands`` (info, status, delete, journal), ``_main`` (the entry point).
 """
 
 from __future__ import annotations

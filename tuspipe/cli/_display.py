@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._exits import EXIT_UNEXPECTED, describe_error, exit_code_for
 from ._job import CURRENT_JOB, Job
 from ._units import format_bytes
+from ._words import in_cli_words
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -312,7 +313,7 @@ class _LogBridge(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = record.getMessage()
+            message = in_cli_words(record.getMessage())
             job = CURRENT_JOB.get()
             prefix = f"{job.name}: " if job is not None else ""
             if self.debug:

@@ -7,6 +7,8 @@ import os
 
 import tuspipe
 
+from ._words import in_cli_words
+
 __all__ = [
     "EXIT_CODES",
     "EXIT_INTERRUPTED",
@@ -65,6 +67,6 @@ def describe_error(error: BaseException) -> str:
             return f"{os.fsdecode(error.filename)}: {error.strerror}"
         return error.strerror
     if isinstance(error, (tuspipe.TusError, OSError)):
-        text = str(error)
+        text = in_cli_words(str(error))
         return text or type(error).__name__
     return f"unexpected {type(error).__name__}: {error}"
