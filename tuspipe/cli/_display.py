@@ -47,6 +47,17 @@ def write_line(stream: TextIO, line: str) -> None:
     stream.flush()
 
 
+def resuming_line(job: Job) -> str:
+    """What a resumed upload says when it starts: where, and how much was there already."""
+    size = "?" if job.size is None else format_bytes(job.size)
+    return f"{job.name}: resuming {job.url or '?'} at {format_bytes(job.resumed_from)} of {size}"
+
+
+# A piped progress line at least this often (seconds) while the server acknowledges bytes,
+# besides one per tenth: a 64 MiB PATCH may take a while to be acknowledged on a slow link.
+PLAIN_NOTE_INTERVAL = 5.0
+
+
 class Display:
     """Where the command's words go. This base class is the ``--quiet`` display: results and
     errors only. Progress events are no-ops here."""
@@ -88,8 +99,10 @@ class Display:
 
 
 class PlainDisplay(Display):
-    """For a pipe or a log file: a line when a file starts, per 10 % it advances, and when it
-    ends."""
+    """For a pipe or a log file: a line when a file starts, whenever the server has
+    acknowledged another tenth of it or every PLAIN_NOTE_INTERVAL seconds while it acknowledges
+    bytes (whichever comes first), and when it ends. The server acknowledges a PATCH's bytes
+    when the PATCH ends, so with large chunks the lines follow the chunks."""
 
     def started(self, job: Job) -> None:
         where = job.url or "?"
@@ -97,13 +110,11 @@ class PlainDisplay(Display):
             self.note(f"{job.name}: uploading a stream of unknown size to {where}")
             job.next_note = _UNKNOWN_SIZE_FIRST_NOTE
         elif job.resumed_from:
-            self.note(
-                f"{job.name}: resuming {where} at {format_bytes(job.resumed_from)} "
-                f"of {format_bytes(job.size)}"
-            )
+            self.note(resuming_line(job))
         else:
             self.note(f"{job.name}: uploading {format_bytes(job.size)} to {where}")
         job.last_decile = job.acknowledged * 10 // job.size if job.size else 0
+        job.last_note_at, job.last_noted = time.monotonic(), job.acknowledged
 
     def advanced(self, job: Job) -> None:
         if job.size is None:
@@ -114,9 +125,16 @@ class PlainDisplay(Display):
                 self.note(f"{job.name}: {self._state(job)}")
             return
         decile = job.acknowledged * 10 // job.size if job.size else 10
-        if decile > job.last_decile:
-            job.last_decile = decile
-            self.note(f"{job.name}: {self._state(job)}")
+        now = time.monotonic()
+        if decile > job.last_decile or (
+            now - job.last_note_at >= PLAIN_NOTE_INTERVAL and job.acknowledged > job.last_noted
+        ):
+            job.last_decile = max(job.last_decile, decile)
+            self._note_state(job, now)
+
+    def _note_state(self, job: Job, now: float) -> None:
+        job.last_note_at, job.last_noted = now, job.acknowledged
+        self.note(f"{job.name}: {self._state(job)}")
 
     def _state(self, job: Job) -> str:
         moved = job.acknowledged - job.resumed_from
@@ -206,6 +224,8 @@ class RichDisplay(Display):
 
     def started(self, job: Job) -> None:
         task = self._tasks[job.index]
+        if job.resumed_from:
+            self.note(resuming_line(job))  # above the bars, as it starts
         self._progress.reset(task, total=job.size, completed=job.acknowledged, retries="")
         self._update_total(restart=job.acknowledged > 0)
 

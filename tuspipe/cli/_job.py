@@ -32,6 +32,8 @@ class Job:
     exit_code: int | None = None
     seconds: float = 0.0
     last_decile: int = 0
+    last_note_at: float = 0.0  # (plain progress) when the last line was written
+    last_noted: int = 0  # (plain progress) the acknowledged bytes it said
     next_note: int = 0  # (unknown size) the acknowledged bytes of the next plain line
 
     @property

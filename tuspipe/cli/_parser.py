@@ -13,7 +13,7 @@ import tuspipe
 from ._exits import EXIT_CODES
 from ._units import ByteCount
 
-__all__ = ["DEFAULT_CONCURRENCY", "build_parser", "connection_options"]
+__all__ = ["DEFAULT_CONCURRENCY", "ENVIRONMENT", "build_parser", "connection_options"]
 
 DEFAULT_CONCURRENCY = 4
 
@@ -64,17 +64,30 @@ def _metadata_pair(text: str) -> str:
     return text
 
 
+#: Every environment variable that changes what the command does, and how.
+ENVIRONMENT: dict[str, str] = {
+    "TUSPIPE_JOURNAL": "the journal file (default: $XDG_CACHE_HOME/tuspipe/journal)",
+    "XDG_CACHE_HOME": "where the default journal lives (default: ~/.cache)",
+    "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY": "proxies, as curl and httpx read them",
+    "SSL_CERT_FILE, SSL_CERT_DIR": "CA certificates trusted instead of certifi's bundle",
+    "NO_COLOR": "progress bars without colours",
+}
+
 _EPILOG = (
     "exit codes:\n"
     + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODES.items())
     + "  With several files, the exit code is the highest of any file's.\n"
     "\n"
+    "environment:\n"
+    + "".join(f"  {name}\n      {meaning}\n" for name, meaning in ENVIRONMENT.items())
+    + "\n"
     "Run 'tuspipe COMMAND --help' for a command's options."
 )
 
 _UPLOAD_EPILOG = (
     "Interrupted uploads resume: run the same command again and the journal (on by default; "
-    "$TUSPIPE_JOURNAL, else ~/.cache/tuspipe/journal) continues each file where the server "
+    "$TUSPIPE_JOURNAL, else $XDG_CACHE_HOME/tuspipe/journal, else ~/.cache/tuspipe/journal) "
+    "continues each file where the server "
     "left off. Ctrl-C stops cleanly and prints the command that resumes. "
     "FILE '-' is standard input: a pipe is uploaded as it is read, its length declared when "
     "it ends (the server must support tus deferred length); it is read once, so it cannot "
