@@ -67,15 +67,28 @@ class _ProgressLine:
             print()
 
 
+# Inside the checkout, with the servers' files (ignored by git).
+WORK_DIR = Path(__file__).resolve().parent / "servers" / ".tus-servers" / "demo"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True, help="the tus creation endpoint")
     parser.add_argument("--data-dir", required=True, type=Path, help="where the server stores")
     parser.add_argument("--size-mib", type=int, default=256, help="file size (default 256 MiB)")
     parser.add_argument("--chunk-mib", type=int, default=8, help="bytes per PATCH (default 8)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help=f"where the demo keeps its journal and its scratch file (default {WORK_DIR})",
+    )
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="tuspipe-demo-") as scratch:
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    journal = args.work_dir / "journal"
+    print(f"Journal:        {journal} (the demo writes nothing outside the checkout)")
+    with tempfile.TemporaryDirectory(prefix="tuspipe-demo-", dir=args.work_dir) as scratch:
         source = Path(scratch) / "demo.bin"
         print(f"Generating {args.size_mib} MiB of random bytes in {source} ...")
         source_digest = _write_random_file(source, args.size_mib * MiB)
@@ -88,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk_size=args.chunk_mib * MiB,
             metadata={"filename": source.name, "filetype": "application/octet-stream"},
             on_progress=progress,
+            journal=journal,
         )
         seconds = time.perf_counter() - started
         progress.finish()
