@@ -33,6 +33,7 @@ __all__ = [
     "logging_to",
     "make_display",
     "print_json",
+    "resuming_line",
     "report_failure",
     "write_line",
 ]
