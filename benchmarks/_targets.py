@@ -133,7 +133,7 @@ def _cpu_target(rows: Sequence[Summary]) -> TargetCheck:
 
 
 def evaluate_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
-    """The five targets of issue 7, from this run's own rows."""
+    """The six targets of issue 7, from this run's own rows."""
     defaults_tuspipe = find_row(rows, workload="defaults", client="tuspipe")
     many_tuspipe = find_row(rows, workload="many", client="tuspipe")
     many_tuspy = find_row(rows, workload="many", client="tuspy")

@@ -137,10 +137,11 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark tuspipe against tuspy 1.1.0 and a curl / sendfile() ceiling on "
-        "one loopback tus server (the local discard sink unless --url), each run in a fresh "
-        "process, interleaved; print a table, the pipeline's channel statistics and the "
-        "targets of issue 7; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
+        description="Benchmark tuspipe against tuspy 1.1.0 (and aiotus 1.1.0 for many small "
+        "files) and a curl / sendfile() ceiling on one loopback tus server (the local discard "
+        "sink unless --url), each run in a fresh process, interleaved; print a table, the "
+        "small-things table, the pipeline's channel statistics and the targets of issues 7 "
+        "and 15; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
         "settings instead and recommend the fastest.",
         epilog=f"Workloads: {', '.join(WORKLOADS)}. Exit status: 0 when every run passed its "
         "checks (the targets do not change it), 1 when a run failed, 2 for bad arguments.",
