@@ -1,4 +1,4 @@
-"""Runs reduced to figures: the summary rows, the tables, the targets, the CSVs and the plot.
+"""Runs reduced to figures: the summary rows, the comparisons between them and the tables.
 
 Every figure is computed from the runs of the one harness invocation, so ratios compare
 clients measured side by side, interleaved, on the same machine at the same time:
@@ -12,38 +12,38 @@ clients measured side by side, interleaved, on the same machine at the same time
   ``ru_maxrss`` from ``os.wait4``, which on Linux includes the parent's RSS at the spawn; it
   is in the per-run CSV as ``ru_maxrss_mib``);
 * channel statistics (tuspipe rows): per channel, the medians of the seconds the writing stage
-  sat blocked on a full channel (send) and the reading stage on an empty one (receive).
+  sat blocked on a full channel (send) and the reading stage on an empty one (receive);
+* the small-things table (issue 15): the many-files and small-items rows with the seconds of
+  the call, files or items per second and CPU per file or item.
+
+The targets are computed in :mod:`benchmarks._targets`; the CSVs and the plot are written by
+:mod:`benchmarks._files`.
 """
 
 from __future__ import annotations
 
-import csv
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from ._runs import MiB, RunResult, Setting, format_size
+from ._runs import RunResult, Setting, format_size
 from ._worker import ChannelFigures
 
 __all__ = [
-    "RSS_TARGET_MIB",
     "Summary",
-    "TargetCheck",
     "bottleneck",
-    "evaluate_targets",
-    "plot_series",
+    "channel_names",
+    "find_row",
+    "partner",
     "render_channels",
+    "render_small_table",
     "render_table",
-    "render_targets",
+    "stage_waits",
     "summarize",
-    "write_plot",
-    "write_runs_csv",
-    "write_summary_csv",
+    "vs_curl",
+    "vs_tuspy",
 ]
 
-#: tuspipe's peak RSS must stay at or below this at every chunk size (issue 7).
-RSS_TARGET_MIB = 64.0
 #: The channels tuspipe's pipeline reports, in pipeline order; others are listed after them.
 KNOWN_CHANNELS = ("chunks", "hashed", "blocks", "acks")
 #: The stage between two channels ("" = the chain's start or end), for readable verdicts.
@@ -78,11 +78,24 @@ class Summary:
     peak_rss_mib: float | None
     base_rss_mib: float | None
     channels: tuple[ChannelFigures, ...]
+    seconds: float | None = None  # the upload call, median
+    cpu_upload: float | None = None  # CPU seconds of the upload call, median
+    items: int = 0  # small items of the items rows
 
     @property
     def speed(self) -> float | None:
         """The figure clients are compared by: files/s for many files, MB/s otherwise."""
         return self.files_per_s if self.setting.source == "files" else self.mb_per_s
+
+    @property
+    def items_per_s(self) -> float | None:
+        return self.items / self.seconds if self.items and self.seconds else None
+
+    @property
+    def cpu_per_thing(self) -> float | None:
+        """CPU seconds of the call per file (many files) or per item (items rows)."""
+        count = self.items or self.files
+        return self.cpu_upload / count if self.cpu_upload is not None and count else None
 
 
 def summarize(results: Sequence[RunResult]) -> list[Summary]:
@@ -123,6 +136,9 @@ def summarize(results: Sequence[RunResult]) -> list[Summary]:
                 peak_rss_mib=max(rss) if rss else None,
                 base_rss_mib=max(base) if base else None,
                 channels=tuple(channels),
+                seconds=_median(run.seconds for run in good),
+                cpu_upload=_median(run.cpu_upload for run in good),
+                items=runs[0].items,
             )
         )
     return rows
@@ -133,7 +149,15 @@ def summarize(results: Sequence[RunResult]) -> list[Summary]:
 # --------------------------------------------------------------------------------------------
 
 
-def _partner(rows: Sequence[Summary], row: Summary, client: str) -> Summary | None:
+def find_row(rows: Sequence[Summary], **wanted: object) -> Summary | None:
+    """The first row whose setting has all the `wanted` attribute values."""
+    for row in rows:
+        if all(getattr(row.setting, key) == value for key, value in wanted.items()):
+            return row
+    return None
+
+
+def partner(rows: Sequence[Summary], row: Summary, client: str) -> Summary | None:
     """The row of `client` that measures what `row` measures."""
     return next(
         (
@@ -145,26 +169,34 @@ def _partner(rows: Sequence[Summary], row: Summary, client: str) -> Summary | No
     )
 
 
-def _curl(rows: Sequence[Summary]) -> Summary | None:
-    return next((row for row in rows if row.setting.client == "curl"), None)
+def _curl(rows: Sequence[Summary], row: Summary) -> Summary | None:
+    """The curl ceiling for `row`: the many-files one for many files, else the PATCH of the
+    big file (the defaults row) for every row that moves the big file."""
+    if row.setting.source == "files":
+        return find_row(rows, workload=row.setting.workload, client="curl")
+    if row.setting.moves_big_file:
+        return find_row(rows, workload="defaults", client="curl")
+    return None
 
 
 def _ratio(mine: float | None, theirs: float | None) -> float | None:
     return mine / theirs if mine is not None and theirs else None
 
 
-def _vs_tuspy(rows: Sequence[Summary], row: Summary) -> float | None:
+def vs_tuspy(rows: Sequence[Summary], row: Summary) -> float | None:
+    """tuspipe's speed over tuspy's in the same setting (None for other rows)."""
     if row.setting.client != "tuspipe":
         return None
-    tuspy = _partner(rows, row, "tuspy")
+    tuspy = partner(rows, row, "tuspy")
     return _ratio(row.speed, tuspy.speed) if tuspy else None
 
 
-def _vs_curl(rows: Sequence[Summary], row: Summary) -> float | None:
-    curl = _curl(rows)
-    if curl is None or row is curl or not row.setting.moves_big_file:
+def vs_curl(rows: Sequence[Summary], row: Summary) -> float | None:
+    """The row's speed over its curl ceiling's (MB/s; files/s for many files), or None."""
+    curl = _curl(rows, row)
+    if curl is None or row is curl:
         return None
-    return _ratio(row.mb_per_s, curl.mb_per_s)
+    return _ratio(row.speed, curl.speed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +210,18 @@ def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
 
 def _detail(setting: Setting) -> str:
     if setting.source == "files":
-        return "bare httpx POSTs" if setting.client == "httpx" else "many files"
+        what = {
+            "httpx": "bare httpx POSTs",
+            "curl": "curl --parallel POSTs",
+            "tuspy": "many files, a loop",
+        }.get(setting.client, "many files")
+        if setting.concurrency is not None:
+            what += f", {setting.concurrency} at a time"
+        return what
+    if setting.source == "items":
+        return "a generator of items"
+    if setting.source == "bytes":
+        return "the same, one bytes object"
     if setting.source in ("generator", "pipe"):
         return f"from a {setting.source}"
     if setting.parallel > 1:
@@ -238,8 +281,8 @@ def render_table(rows: Sequence[Summary], repeats: int) -> str:
                 _fmt(row.cpu_per_gib, ".2f"),
                 _fmt(row.cpu_process, ".2f"),
                 _fmt(row.peak_rss_mib, ".1f"),
-                _fmt(_vs_tuspy(rows, row), ".2f", ""),
-                _fmt(_vs_curl(rows, row), ".2f", ""),
+                _fmt(vs_tuspy(rows, row), ".2f", ""),
+                _fmt(vs_curl(rows, row), ".2f", ""),
                 runs,
             ]
         )
@@ -249,7 +292,8 @@ def render_table(rows: Sequence[Summary], repeats: int) -> str:
         "likewise. CPU s/GiB: user+sys CPU of the upload call (all threads), per GiB, median; "
         "curl: its whole process. proc CPU s: the whole child process, median. peak RSS: "
         "the child's own VmHWM, max over runs. x tuspy: tuspipe's speed / tuspy's in the "
-        "same setting (files/s for many files). x curl: MB/s / curl's MB/s. runs: ok/total."
+        "same setting (files/s for many files). x curl: MB/s / curl's MB/s (files/s / curl "
+        "--parallel's for many files). runs: ok/total."
     )
     return "\n".join(lines)
 
@@ -341,10 +385,10 @@ def render_channels(rows: Sequence[Summary]) -> str:
         if not tuspipe_rows:
             return ""
         return (
-            "Pipeline channels: not reported (this tuspipe's UploadResult has no "
-            "channel_stats yet)."
+            "Pipeline channels: none reported (these tuspipe uploads ran no pipeline, or "
+            "this tuspipe's UploadResult has no channel_stats)."
         )
-    names = _channel_names(row.channels for row in with_stats)
+    names = channel_names(row.channels for row in with_stats)
     header = ["tuspipe row", *names, "waited most", "slowest stage (bottleneck)"]
     cells = []
     for row in with_stats:
@@ -385,182 +429,7 @@ def render_channels(rows: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# Targets
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetCheck:
-    """One target of issue 7: its verdict (PASS, FAIL or "not measured") and the figures."""
-
-    name: str
-    verdict: str
-    figures: str
-
-
-def _find(rows: Sequence[Summary], **wanted: object) -> Summary | None:
-    """The first row whose setting has all the `wanted` attribute values."""
-    for row in rows:
-        if all(getattr(row.setting, key) == value for key, value in wanted.items()):
-            return row
-    return None
-
-
-def _ratio_target(
-    name: str, mine: Summary | None, theirs: Summary | None, minimum: float, unit: str
-) -> TargetCheck:
-    if mine is None or theirs is None:
-        return TargetCheck(name, "not measured", "its rows were not run")
-    mine_speed, theirs_speed = mine.speed, theirs.speed
-    if mine_speed is None or theirs_speed is None:
-        return TargetCheck(name, "not measured", "its runs failed")
-    ratio = mine_speed / theirs_speed
-    figures = (
-        f"{mine.setting.client} {mine_speed:.0f} {unit} / {theirs.setting.client} "
-        f"{theirs_speed:.0f} {unit} = {ratio:.2f}x (target >= {minimum:g}x)"
-    )
-    return TargetCheck(name, "PASS" if ratio >= minimum else "FAIL", figures)
-
-
-def _rss_target(rows: Sequence[Summary]) -> TargetCheck:
-    name = f"tuspipe peak RSS <= {RSS_TARGET_MIB:g} MiB at every chunk size, whole file too"
-    chunk_rows = [
-        row
-        for row in rows
-        if row.setting.client == "tuspipe" and row.setting.workload in ("chunks", "checksums")
-    ]
-    if not chunk_rows:
-        return TargetCheck(name, "not measured", "no chunks/checksums rows were run")
-    measured = [row for row in chunk_rows if row.peak_rss_mib is not None]
-    if not measured:
-        return TargetCheck(name, "not measured", "its runs failed")
-    worst = max(measured, key=lambda row: row.peak_rss_mib or 0.0)
-    whole = [row.peak_rss_mib for row in measured if row.setting.whole and row.peak_rss_mib]
-    figures = (
-        f"highest {worst.peak_rss_mib:.1f} MiB ({worst.setting.chunk_label}, checksum "
-        f"{worst.setting.checksum_label}) over {len(measured)} rows"
-    )
-    if (worst.peak_rss_mib or 0.0) > RSS_TARGET_MIB:
-        return TargetCheck(name, "FAIL", figures)
-    if not whole:
-        # Under the limit where measured, but the whole-file case, the hardest, is missing.
-        return TargetCheck(name, "not measured", figures + "; the whole-file rows did not run")
-    return TargetCheck(name, "PASS", figures + f"; whole file: {max(whole):.1f} MiB")
-
-
-def _cpu_target(rows: Sequence[Summary]) -> TargetCheck:
-    name = "tuspipe CPU s/GiB below tuspy's at every setting both have"
-    pairs = []
-    for row in rows:
-        if row.setting.client != "tuspipe":
-            continue
-        tuspy = _partner(rows, row, "tuspy")
-        if tuspy is not None:
-            pairs.append((row, tuspy))
-    if not pairs:
-        return TargetCheck(name, "not measured", "no setting ran with both clients")
-    measured = [
-        (mine, theirs)
-        for mine, theirs in pairs
-        if mine.cpu_per_gib is not None and theirs.cpu_per_gib is not None
-    ]
-    if not measured:
-        return TargetCheck(name, "not measured", "its runs failed")
-    over = [(m, t) for m, t in measured if (m.cpu_per_gib or 0.0) >= (t.cpu_per_gib or 0.0)]
-
-    def describe(mine: Summary, theirs: Summary) -> str:
-        s = mine.setting
-        where = " ".join(w for w in (s.workload, s.chunk_label, s.checksum_label) if w)
-        return f"{where}: {mine.cpu_per_gib:.2f} vs {theirs.cpu_per_gib:.2f}"
-
-    if over:
-        figures = f"{len(over)} of {len(measured)} settings not below: " + "; ".join(
-            describe(m, t) for m, t in over
-        )
-        return TargetCheck(name, "FAIL", figures)
-    worst = max(
-        measured, key=lambda pair: (pair[0].cpu_per_gib or 0.0) / (pair[1].cpu_per_gib or 1)
-    )
-    figures = (
-        f"below in all {len(measured)} settings; closest {describe(*worst)} "
-        f"({(worst[0].cpu_per_gib or 0.0) / (worst[1].cpu_per_gib or 1):.2f}x)"
-    )
-    if len(measured) < len(pairs):
-        figures += f"; {len(pairs) - len(measured)} setting(s) failed and were not compared"
-    return TargetCheck(name, "PASS", figures)
-
-
-def evaluate_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
-    """The five targets of issue 7, from this run's own rows."""
-    defaults_tuspipe = _find(rows, workload="defaults", client="tuspipe")
-    many_tuspipe = _find(rows, workload="many", client="tuspipe")
-    many_tuspy = _find(rows, workload="many", client="tuspy")
-    many_name = "upload_many >= 5x a tuspy loop in files/s"
-    if many_tuspipe is not None:
-        each = format_size(many_tuspipe.bytes // max(1, many_tuspipe.files))
-        many_name = f"upload_many of {many_tuspipe.files} x {each} >= 5x a tuspy loop in files/s"
-    return [
-        _ratio_target(
-            "defaults, no checksum: tuspipe >= 2.5x tuspy",
-            defaults_tuspipe,
-            _find(rows, workload="defaults", client="tuspy"),
-            2.5,
-            "MB/s",
-        ),
-        _ratio_target(
-            "defaults, no checksum: tuspipe >= 0.65x curl",
-            defaults_tuspipe,
-            _find(rows, workload="defaults", client="curl"),
-            0.65,
-            "MB/s",
-        ),
-        _ratio_target(
-            "8 MiB chunks + sha1: tuspipe >= 1.4x tuspy",
-            _find(
-                rows, workload="checksums", client="tuspipe", chunk_size=8 * MiB, checksum="sha1"
-            ),
-            _find(rows, workload="checksums", client="tuspy", chunk_size=8 * MiB, checksum="sha1"),
-            1.4,
-            "MB/s",
-        ),
-        _rss_target(rows),
-        _with_floor(
-            _ratio_target(many_name, many_tuspipe, many_tuspy, 5.0, "files/s"),
-            _find(rows, workload="many", client="httpx"),
-            many_tuspy,
-        ),
-        _cpu_target(rows),
-    ]
-
-
-def _with_floor(check: TargetCheck, floor: Summary | None, tuspy: Summary | None) -> TargetCheck:
-    """Add what bare httpx reaches to the many-files target: no tus client can beat it."""
-    if floor is None or tuspy is None or floor.speed is None or not tuspy.speed:
-        return check
-    figures = (
-        f"{check.figures}; bare httpx POSTs {floor.speed:.0f} files/s = "
-        f"{floor.speed / tuspy.speed:.2f}x tuspy"
-    )
-    return TargetCheck(check.name, check.verdict, figures)
-
-
-def render_targets(checks: Sequence[TargetCheck]) -> str:
-    """The targets block: one line per target, verdict first."""
-    width = max(len(check.verdict) for check in checks)
-    lines = ["Targets (issue 7; from this run's own figures):"]
-    for check in checks:
-        lines.append(f"  {check.verdict:<{width}}  {check.name}")
-        lines.append(f"  {'':<{width}}    {check.figures}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def _channel_names(groups: Iterable[Sequence[ChannelFigures]]) -> list[str]:
+def channel_names(groups: Iterable[Sequence[ChannelFigures]]) -> list[str]:
     """Every channel name in the groups, in pipeline order (unknown names last)."""
     seen: list[str] = []
     for channels in groups:
@@ -568,202 +437,96 @@ def _channel_names(groups: Iterable[Sequence[ChannelFigures]]) -> list[str]:
     return [n for n in KNOWN_CHANNELS if n in seen] + [n for n in seen if n not in KNOWN_CHANNELS]
 
 
-def _setting_columns(setting: Setting, size: int) -> list[object]:
-    chunk_bytes = size if setting.whole else setting.chunk_size
-    return [
-        setting.workload,
-        setting.client,
-        setting.chunk_label,
-        "" if chunk_bytes is None else chunk_bytes,
-        setting.checksum_label,
-        setting.parallel,
-        setting.source,
-        "" if setting.read_size is None else setting.read_size,
-        "" if setting.read_ahead is None else setting.read_ahead,
+# --------------------------------------------------------------------------------------------
+# Small things (issue 15)
+# --------------------------------------------------------------------------------------------
+
+
+def _rate(row: Summary) -> str:
+    if row.setting.source == "files":
+        return _fmt(row.files_per_s, ".0f") + " files/s"
+    return _fmt(row.items_per_s, ".0f") + " items/s"
+
+
+def _cpu_per_thing(row: Summary) -> str:
+    per = row.cpu_per_thing
+    if per is None:
+        return "-"
+    if row.setting.source == "files":
+        return f"{per * 1e3:.3f} ms/file"
+    return f"{per * 1e6:.2f} us/item"
+
+
+def _vs_tuspipe(rows: Sequence[Summary], row: Summary) -> str:
+    """tuspipe's speed over this row's (tuspipe's own generator row for the bytes row)."""
+    if row.setting.client == "tuspipe" and row.setting.source != "bytes":
+        return ""
+    source = "items" if row.setting.source == "bytes" else row.setting.source
+    mine = find_row(rows, workload=row.setting.workload, client="tuspipe", source=source)
+    return "" if mine is None else _fmt(_ratio(mine.speed, row.speed), ".2f", "")
+
+
+def render_small_table(
+    rows: Sequence[Summary], repeats: int, unmeasured: Sequence[tuple[Setting, str]] = ()
+) -> str:
+    """The many-files and small-items rows with per-file and per-item figures; the rows of
+    `unmeasured` (a setting that cannot run, and why) are listed too, with their reason."""
+    small = [row for row in rows if row.setting.source == "files" or row.items]
+    if not small and not unmeasured:
+        return ""
+    header = [
+        "workload",
+        "client",
+        "detail",
+        "seconds",
+        "rate",
+        "MB/s",
+        "CPU s",
+        "CPU per file/item",
+        "proc CPU s",
+        "peak RSS MiB",
+        "tuspipe x",
+        "runs",
     ]
-
-
-_SETTING_HEADER = [
-    "workload",
-    "client",
-    "chunk",
-    "chunk_bytes",
-    "checksum",
-    "parallel",
-    "source",
-    "read_size",
-    "read_ahead",
-]
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _channel_columns(channels: Sequence[ChannelFigures], names: Sequence[str]) -> list[str]:
-    by_name = {c.name: c for c in channels}
-    cells: list[str] = []
-    for name in names:
-        figures = by_name.get(name)
-        if figures is None:
-            cells += ["", "", ""]
-        else:
-            cells += [str(figures.items), f"{figures.send_wait:.4f}", f"{figures.receive_wait:.4f}"]
-    return cells
-
-
-def _channel_header(names: Sequence[str]) -> list[str]:
-    return [
-        f"ch_{name}_{part}" for name in names for part in ("items", "send_wait", "receive_wait")
-    ]
-
-
-def write_runs_csv(path: Path, results: Sequence[RunResult], size: int) -> None:
-    """One line per run; channel statistics as ``ch_<channel>_{items,send_wait,receive_wait}``."""
-    names = _channel_names(run.channels for run in results)
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(
-            [
-                *_SETTING_HEADER,
-                "repeat",
-                "ok",
-                "bytes",
-                "files",
-                "seconds",
-                "mb_per_s",
-                "files_per_s",
-                "cpu_upload_s",
-                "cpu_s_per_gib",
-                "cpu_process_s",
-                "peak_rss_mib",
-                "base_rss_mib",
-                "ru_maxrss_mib",
-                "wall_s",
-                "error",
-                *_channel_header(names),
-            ]
-        )
-        for run in results:
-            writer.writerow(
-                [
-                    *_setting_columns(run.setting, size),
-                    run.repeat + 1,
-                    int(run.ok),
-                    run.bytes,
-                    run.files,
-                    _number(run.seconds, 4),
-                    _number(run.mb_per_s, 1),
-                    _number(run.files_per_s, 1),
-                    _number(run.cpu_upload, 3),
-                    _number(run.cpu_per_gib, 3),
-                    f"{run.cpu_process:.3f}",
-                    "" if run.peak_rss_kib is None else f"{run.peak_rss_kib / 1024:.1f}",
-                    "" if run.base_rss_kib is None else f"{run.base_rss_kib / 1024:.1f}",
-                    f"{run.ru_maxrss_kib / 1024:.1f}",
-                    f"{run.wall_seconds:.3f}",
-                    (run.error or "").splitlines()[0] if run.error else "",
-                    *_channel_columns(run.channels, names),
-                ]
-            )
-
-
-def write_summary_csv(path: Path, rows: Sequence[Summary], size: int) -> None:
-    """One line per setting: medians, maxima, ratios, the bottleneck, channel medians."""
-    names = _channel_names(row.channels for row in rows)
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(
-            [
-                *_SETTING_HEADER,
-                "runs",
-                "failures",
-                "bytes",
-                "files",
-                "mb_per_s_median",
-                "files_per_s_median",
-                "cpu_s_per_gib_median",
-                "cpu_process_s_median",
-                "peak_rss_mib_max",
-                "base_rss_mib_max",
-                "vs_tuspy",
-                "vs_curl",
-                "bottleneck",
-                *_channel_header(names),
-            ]
-        )
-        for row in rows:
-            writer.writerow(
-                [
-                    *_setting_columns(row.setting, size),
-                    row.runs,
-                    row.failures,
-                    row.bytes,
-                    row.files,
-                    _number(row.mb_per_s, 1),
-                    _number(row.files_per_s, 1),
-                    _number(row.cpu_per_gib, 3),
-                    _number(row.cpu_process, 3),
-                    _number(row.peak_rss_mib, 1),
-                    _number(row.base_rss_mib, 1),
-                    _number(_vs_tuspy(rows, row), 3),
-                    _number(_vs_curl(rows, row), 3),
-                    bottleneck(row.channels),
-                    *_channel_columns(row.channels, names),
-                ]
-            )
-
-
-def plot_series(
-    rows: Sequence[Summary], size: int
-) -> tuple[dict[str, list[tuple[float, float]]], dict[float, str]]:
-    """Throughput against chunk size: one series per client and checksum, and tick labels.
-
-    The whole-file rows sit at x = the file size in MiB, labelled "whole".
-    """
-    series: dict[str, list[tuple[float, float]]] = {}
-    ticks: dict[float, str] = {}
-    for row in rows:
+    cells = []
+    for row in small:
         setting = row.setting
-        if setting.workload not in ("chunks", "checksums") or row.mb_per_s is None:
-            continue
-        if setting.whole:
-            x = size / MiB
-            ticks[x] = "whole"
-        elif setting.chunk_size is not None:
-            x = setting.chunk_size / MiB
-            ticks.setdefault(x, format_size(setting.chunk_size).replace(" ", ""))
-        else:
-            continue
-        series.setdefault(f"{setting.client} {setting.checksum_label}", []).append(
-            (x, row.mb_per_s)
+        cells.append(
+            [
+                setting.workload,
+                setting.client,
+                _detail(setting),
+                _fmt(row.seconds, ".3f", "FAILED"),
+                _rate(row),
+                _fmt(row.mb_per_s, ".1f"),
+                _fmt(row.cpu_upload, ".3f"),
+                _cpu_per_thing(row),
+                _fmt(row.cpu_process, ".2f"),
+                _fmt(row.peak_rss_mib, ".1f"),
+                _vs_tuspipe(rows, row),
+                f"{row.runs - row.failures}/{row.runs}",
+            ]
         )
-    for points in series.values():
-        points.sort()
-    return series, dict(sorted(ticks.items()))
-
-
-def write_plot(
-    path: Path,
-    series: Mapping[str, Sequence[tuple[float, float]]],
-    ticks: Mapping[float, str],
-    title: str,
-) -> str | None:
-    """Write the PNG with :func:`benchmarks.plot.write_line_plot`; None, or why it was not."""
-    if not series:
-        return "no chunks/checksums rows were measured"
-    try:
-        # matplotlib is the optional bench extra: without it the run still gives its figures.
-        from benchmarks.plot import write_line_plot
-    except ImportError as exc:
-        return f"matplotlib is not installed, pip install -e '.[bench]' ({exc})"
-    write_line_plot(
-        path,
-        series,
-        title=title,
-        x_label="chunk size (MiB, log2 scale)",
-        y_label="throughput (MB/s, median)",
-        x_log2=True,
-        x_tick_labels=ticks,
-    )
-    return None
+    notes = []
+    for number, (setting, reason) in enumerate(unmeasured, 1):
+        detail = _detail(setting)
+        cells.append([setting.workload, setting.client, detail, f"not measured [{number}]"])
+        cells[-1] += [""] * (len(header) - len(cells[-1]) - 1) + ["0/0"]
+        notes.append(f"[{number}] {setting.workload} {setting.client} ({detail}): {reason}")
+    what: list[str] = []
+    for row in small:
+        count = row.files if row.setting.source == "files" else row.items
+        noun = "files" if row.setting.source == "files" else "items"
+        text = f"{count} {noun} of {format_size(row.bytes // max(1, count))}"
+        what += [] if text in what else [text]
+    lines = [
+        f"Small things (issue 15): {', '.join(what) or 'none measured'}; "
+        f"median of {repeats} run(s):",
+        *_layout(header, cells, right={3, 4, 5, 6, 7, 8, 9, 10, 11}),
+        "seconds: the upload call (curl --parallel: its whole process, start included). CPU s: "
+        "user+sys CPU of the call (curl: its whole process, from wait4), per file or item "
+        "beside it. tuspipe x: tuspipe's files/s over this row's (the bytes row: the item "
+        "generator's speed over the one bytes object's).",
+        *notes,
+    ]
+    return "\n".join(lines)

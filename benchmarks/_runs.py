@@ -6,9 +6,10 @@ with the process's CPU time read from ``os.wait4``. Its peak RSS is the process'
 high-water mark (``VmHWM``: the worker reads it after the upload; curl's is polled from
 /proc): ``ru_maxrss`` from ``os.wait4`` is kept in the CSV too, but on Linux it is never below
 the parent's RSS at the spawn, since the kernel carries the parent's high-water mark into the
-child across fork + exec. After the process ends, the
-parent checks every upload it made with HEAD (the offset must equal the size) and deletes it,
-so the server does not fill up; a run whose upload is not complete is a failed run.
+child across fork + exec. After the process ends, the parent checks every upload it made
+with HEAD (the offset must equal the size) and deletes it, so the server does not fill up; a
+run whose upload is not complete is a failed run. What curl is asked and what its answers
+mean is in :mod:`benchmarks._curl`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -27,11 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._curl import (
+    CurlOutputError,
+    many_command,
+    parse_patch_output,
+    patch_command,
+    read_many_output,
+    write_many_config,
+)
 from ._http import LoopbackHttp, check_upload, create_upload, delete_upload
-from ._worker import ChannelFigures, peak_rss_kib
+from ._worker import ITEM_SIZE, ChannelFigures, peak_rss_kib
 
 __all__ = [
     "CLIENTS",
+    "ITEM_SOURCES",
     "ROOT",
     "GiB",
     "MiB",
@@ -48,7 +59,9 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 ROOT = Path(__file__).resolve().parent.parent
 #: Every client the harness knows, in table order.
-CLIENTS = ("tuspipe", "tuspy", "curl", "sendfile", "httpx")
+CLIENTS = ("tuspipe", "tuspy", "aiotus", "curl", "sendfile", "httpx")
+#: The sources of the small-items rows: a generator of items, the same bytes as one object.
+ITEM_SOURCES = ("items", "bytes")
 
 
 def format_size(size: int) -> str:
@@ -64,16 +77,18 @@ class Setting:
     """One client configuration, measured run after run: one row of the table.
 
     Attributes:
-        workload: defaults, chunks, checksums, parallel, many, stream (or tune).
-        client: tuspipe, tuspy, curl or sendfile.
+        workload: defaults, chunks, checksums, parallel, many, stream, items (or tune).
+        client: tuspipe, tuspy, aiotus, curl, sendfile or httpx.
         chunk_size: bytes per PATCH; None leaves the client's default (or means `whole`).
         whole: the whole file in one PATCH (tuspipe ``chunk_size=<size>``, tuspy its default).
         checksum: None or an algorithm name.
         parallel: tuspipe's ``parallel=`` (concatenation parts).
-        source: file (a path), files (the many-files set), generator or pipe (one-pass).
+        source: file (a path), files (the many-files set), generator or pipe (one-pass, the
+            big file), items (a generator of small items) or bytes (those items as one object).
         read_size, read_ahead: tuspipe's knobs; None leaves its defaults.
         bare: pass no settings at all (the "defaults" rows).
-        concurrency: tuspipe's ``upload_many`` concurrency; None leaves its default.
+        concurrency: uploads at once in the many-files rows (tuspipe's ``upload_many``,
+            aiotus, bare httpx, curl's ``--parallel-max``); None leaves tuspipe's default.
     """
 
     workload: str
@@ -108,6 +123,12 @@ class Setting:
             words.append(f"parallel {self.parallel}")
         if self.source in ("generator", "pipe"):
             words.append(f"from a {self.source}")
+        elif self.source == "items":
+            words.append("from a generator of items")
+        elif self.source == "bytes":
+            words.append("as one bytes object")
+        elif self.source == "files" and self.concurrency is not None:
+            words.append(f"{self.concurrency} at a time")
         return " ".join(words)
 
     @property
@@ -125,8 +146,8 @@ class Setting:
 
     @property
     def moves_big_file(self) -> bool:
-        """True for rows that upload the one big test file (all but the many-files rows)."""
-        return self.source != "files"
+        """True for rows that upload the one big test file (not many files, not items)."""
+        return self.source in ("file", "generator", "pipe")
 
     def tuspipe_options(self, size: int) -> dict[str, Any]:
         """Keyword arguments for ``tuspipe.upload`` / ``upload_many`` (JSON-ready)."""
@@ -165,11 +186,17 @@ class Setting:
 
 @dataclass(frozen=True)
 class TestData:
-    """The files the runs upload: one big file, and the many small ones."""
+    """What the runs upload: one big file, the many small ones, and the count of small
+    items the items rows make in the worker (``ITEM_SIZE`` bytes each)."""
 
     big_file: Path
     size: int
     small_files: tuple[Path, ...] = ()
+    items: int = 0
+
+    @property
+    def items_bytes(self) -> int:
+        return self.items * ITEM_SIZE
 
     @property
     def small_bytes(self) -> int:
@@ -189,8 +216,11 @@ def _random_blocks(seed: int, total: int, block: int = 8 * MiB) -> Sequence[byte
     return blocks
 
 
-def make_test_data(directory: Path, size: int, small_count: int, small_size: int) -> TestData:
-    """Write the big test file (`size` bytes) and `small_count` files of `small_size` bytes."""
+def make_test_data(
+    directory: Path, size: int, small_count: int, small_size: int, items: int = 0
+) -> TestData:
+    """Write the big test file (`size` bytes) and `small_count` files of `small_size` bytes;
+    the items rows make their `items` themselves."""
     big_file = directory / f"bench-{size}.bin"
     with open(big_file, "wb") as out:
         written = 0
@@ -209,7 +239,7 @@ def make_test_data(directory: Path, size: int, small_count: int, small_size: int
             path = folder / f"small-{index:05d}.bin"
             path.write_bytes(content)
             small_files.append(path)
-    return TestData(big_file, size, tuple(small_files))
+    return TestData(big_file, size, tuple(small_files), items)
 
 
 @dataclass
@@ -223,6 +253,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     bytes: int = 0
     files: int = 1
+    items: int = 0  # small items of the items rows (0 elsewhere)
     seconds: float | None = None  # the upload call (curl: its time_total)
     cpu_upload: float | None = None  # user + system seconds during the upload call
     cpu_process: float = 0.0  # user + system seconds of the whole child process
@@ -259,27 +290,40 @@ def _wait_with_rusage(
     """Wait for `process` with ``os.wait4``: (exit code, its rusage, timed out?, peak RSS).
 
     Polled rather than blocking, so a run that hangs is killed (by its own process id) after
-    `timeout` seconds without a second thread racing the reaping of the process. With
-    `watch_rss`, the child's own high-water mark (``VmHWM``) is read on every poll and the
-    last (largest) value returned; else None.
+    `timeout` seconds without a second thread racing the reaping of the process. Between
+    polls it waits on the process's pidfd, which wakes it the moment the process ends, so
+    the wall time of a short run (curl's 1000 small POSTs) is not rounded up to the poll
+    interval. With `watch_rss`, the child's own high-water mark (``VmHWM``) is read on every
+    poll and the last (largest) value returned; else None.
     """
     deadline = time.monotonic() + timeout
     timed_out = False
     peak: int | None = None
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid == process.pid:
-            code = os.waitstatus_to_exitcode(status)
-            process.returncode = code  # reaped here; Popen must not wait for it again
-            return code, usage, timed_out, peak
-        if watch_rss:
-            seen = peak_rss_kib(process.pid)
-            if seen is not None:
-                peak = max(peak or 0, seen)
-        if not timed_out and time.monotonic() > deadline:
-            timed_out = True
-            os.kill(process.pid, signal.SIGKILL)
-        time.sleep(0.01)
+    try:
+        pidfd: int | None = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: sleep between polls instead
+        pidfd = None
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid == process.pid:
+                code = os.waitstatus_to_exitcode(status)
+                process.returncode = code  # reaped here; Popen must not wait for it again
+                return code, usage, timed_out, peak
+            if watch_rss:
+                seen = peak_rss_kib(process.pid)
+                if seen is not None:
+                    peak = max(peak or 0, seen)
+            if not timed_out and time.monotonic() > deadline:
+                timed_out = True
+                os.kill(process.pid, signal.SIGKILL)
+            if pidfd is None:
+                time.sleep(0.01)
+            else:
+                select.select([pidfd], [], [], 0.01)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _feed_pipe(path: Path, pipe: int) -> None:
@@ -327,29 +371,37 @@ class Runner:
         run = RunResult(setting, repeat)
         if setting.source == "files":
             run.bytes, run.files = self.data.small_bytes, len(self.data.small_files)
+        elif setting.source in ITEM_SOURCES:
+            run.bytes, run.items = self.data.items_bytes, self.data.items
         else:
             run.bytes = self.data.size
-        urls = self._run_curl(run) if setting.client == "curl" else self._run_worker(run)
+        if setting.client == "curl":
+            many = setting.source == "files"
+            urls = self._run_curl_many(run) if many else self._run_curl(run)
+        else:
+            urls = self._run_worker(run)
         self._check_and_delete(run, urls)
         return run
 
     # ---- a Python client in a fresh process ---------------------------------------------
 
     def _spec(self, setting: Setting) -> dict[str, Any]:
-        paths = (
-            [str(path) for path in self.data.small_files]
-            if setting.source == "files"
-            else [str(self.data.big_file)]
-        )
-        mode = {"files": "many", "generator": "generator", "pipe": "pipe"}.get(
-            setting.source, "file"
-        )
+        """What the worker uploads: ``mode`` is many, items, bytes, generator, pipe or file."""
+        mode, paths, size = "file", [str(self.data.big_file)], self.data.size
+        if setting.source == "files":
+            mode, paths = "many", [str(path) for path in self.data.small_files]
+            size = self.data.small_bytes
+        elif setting.source in ITEM_SOURCES:
+            # The worker makes the items itself; no file is read.
+            mode, paths, size = setting.source, [], self.data.items_bytes
+        elif setting.source in ("generator", "pipe"):
+            mode = setting.source
         if setting.client == "tuspipe":
             options = setting.tuspipe_options(self.data.size)
         elif setting.client == "tuspy":
             options = setting.tuspy_options()
-        elif setting.client == "httpx":
-            options = {"concurrency": setting.concurrency or 4}
+        elif setting.client in ("httpx", "aiotus"):
+            options = {"concurrency": setting.concurrency or 8}
         else:
             options = {}
         return {
@@ -357,7 +409,8 @@ class Runner:
             "mode": mode,
             "url": self.url,
             "paths": paths,
-            "size": self.data.size if setting.source != "files" else self.data.small_bytes,
+            "size": size,
+            "items": self.data.items if setting.source in ITEM_SOURCES else 0,
             "options": options,
         }
 
@@ -420,41 +473,11 @@ class Runner:
                 run.error = f"the client reported {len(urls)} uploads for {run.files} files"
         return urls
 
-    # ---- the curl ceiling ---------------------------------------------------------------
+    # ---- the curl ceilings (see benchmarks._curl) -------------------------------------
 
-    def _run_curl(self, run: RunResult) -> list[str]:
-        if self.curl is None:
-            run.error = "curl is not installed (no curl on PATH; pass --curl PATH)"
-            return []
-        try:
-            upload_url = create_upload(self.http, self.url, self.data.size)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            run.error = f"creating the upload for curl failed: {exc}"
-            return []
-        command = [
-            self.curl,
-            "--silent",
-            "--show-error",
-            "--http1.1",
-            "--request",
-            "PATCH",
-            "--upload-file",
-            str(self.data.big_file),
-            "--header",
-            "Tus-Resumable: 1.0.0",
-            "--header",
-            "Upload-Offset: 0",
-            "--header",
-            "Content-Type: application/offset+octet-stream",
-            # No "Expect: 100-continue" round trip, which the other clients do not make either.
-            "--header",
-            "Expect:",
-            "--output",
-            os.devnull,
-            "--write-out",
-            "%{http_code} %{time_total}",
-            upload_url,
-        ]
+    def _run_curl_process(self, run: RunResult, command: Sequence[str]) -> tuple[int, str]:
+        """Run curl, measured as the worker is (CPU from ``os.wait4``, peak RSS polled from
+        /proc); its exit code and standard output. A timeout is the run's error."""
         out_path, err_path = self.scratch / "curl.out", self.scratch / "curl.err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             started = time.perf_counter()
@@ -464,28 +487,62 @@ class Runner:
         run.ru_maxrss_kib = int(usage.ru_maxrss)
         run.peak_rss_kib = peak  # polled: a curl that ends within 10 ms has no figure
         run.cpu_process = float(usage.ru_utime + usage.ru_stime)
-        said = out_path.read_text(errors="replace").split()
+        # The process did nothing but these uploads, so its CPU time is theirs.
+        run.cpu_upload = run.cpu_process
         if timed_out:
             run.error = f"curl killed after {self.timeout:.0f} s without finishing"
-        elif code != 0 or len(said) != 2 or said[0] != "204":
-            problem = err_path.read_text(errors="replace").strip()
-            run.error = f"curl exit code {code}, said {' '.join(said)!r} {problem}".strip()
-        else:
-            run.ok = True
-            run.seconds = float(said[1])
-            # The process did nothing but this upload, so its CPU time is the upload's.
-            run.cpu_upload = run.cpu_process
+        elif code != 0:
+            problem = err_path.read_text(errors="replace").strip().splitlines()[-3:]
+            run.error = f"curl exit code {code}: {' '.join(problem)}".strip()
+        return code, out_path.read_text(errors="replace")
+
+    def _run_curl(self, run: RunResult) -> list[str]:
+        """The big file in one PATCH to an upload made here first; curl's ``time_total``."""
+        if self.curl is None:
+            run.error = "curl is not installed (no curl on PATH; pass --curl PATH)"
+            return []
+        try:
+            upload_url = create_upload(self.http, self.url, self.data.size)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            run.error = f"creating the upload for curl failed: {exc}"
+            return []
+        command = patch_command(self.curl, self.data.big_file, upload_url)
+        _, said = self._run_curl_process(run, command)
+        if run.error is None:
+            try:
+                run.seconds = parse_patch_output(said)
+                run.ok = True
+            except CurlOutputError as exc:
+                run.error = str(exc)
         return [upload_url]
+
+    def _run_curl_many(self, run: RunResult) -> list[str]:
+        """Every small file in its own creation-with-upload POST, ``--parallel``; the time is
+        the curl process's, spawn to end."""
+        if self.curl is None:
+            run.error = "curl is not installed (no curl on PATH; pass --curl PATH)"
+            return []
+        config = self.scratch / "curl-many.conf"
+        write_many_config(config, self.url, self.data.small_files)
+        parallel = run.setting.concurrency or 8
+        _, said = self._run_curl_process(run, many_command(self.curl, config, parallel))
+        # The uploads curl made are deleted afterwards even when some of its POSTs failed.
+        urls, problem = read_many_output(said, self.url, len(self.data.small_files))
+        if run.error is None and problem is not None:
+            run.error = problem
+        elif run.error is None:
+            run.ok = True
+            run.seconds = run.wall_seconds
+        return urls
 
     # ---- afterwards ---------------------------------------------------------------------
 
     def _check_and_delete(self, run: RunResult, urls: Sequence[str]) -> None:
         """HEAD every upload the run made (it must be complete), then delete it."""
-        sizes = (
-            [path.stat().st_size for path in self.data.small_files]
-            if run.setting.source == "files"
-            else [self.data.size]
-        )
+        if run.setting.source == "files":
+            sizes = [path.stat().st_size for path in self.data.small_files]
+        else:
+            sizes = [run.bytes]
         for index, url in enumerate(urls):
             if run.ok:
                 try:

@@ -54,7 +54,7 @@ def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
-    for package in ("tuspipe", "tuspy", "httpx", "trio", "requests"):
+    for package in ("tuspipe", "tuspy", "aiotus", "aiohttp", "httpx", "trio", "requests"):
         try:
             found.append(f"{package} {version(package)}")
         except PackageNotFoundError:

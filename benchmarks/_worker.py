@@ -30,18 +30,27 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-__all__ = ["ChannelFigures", "Upload", "main", "peak_rss_kib"]
+__all__ = ["ITEM_SIZE", "ChannelFigures", "Upload", "main", "make_items", "peak_rss_kib"]
 
 #: Bytes per block a generator source yields in the one-pass stream workload.
 STREAM_BLOCK = 1024 * 1024
 #: The filename one-pass streams are uploaded under.
 STREAM_NAME = "stream.bin"
+#: Bytes per item of the small-items rows: a short line, as of a log or a CSV writer.
+ITEM_SIZE = 33
+#: Uploads at once in the concurrent many-files rows when the spec does not say.
+DEFAULT_CONCURRENCY = 8
+
+
+def make_items(count: int) -> list[bytes]:
+    """`count` distinct items of ``ITEM_SIZE`` bytes: a 32-digit line number and a newline."""
+    return [b"%032d\n" % index for index in range(count)]
 
 
 def _metadata(path: str) -> dict[str, str]:
@@ -137,6 +146,20 @@ def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
             return Upload([result.url], _channel_figures([result]))
 
         return upload_generator
+
+    if mode in ("items", "bytes"):
+        # Made before the clock starts, so the row measures the upload, not making lines.
+        items = make_items(spec["items"])
+        body = b"".join(items) if mode == "bytes" else b""
+
+        def upload_items() -> Upload:
+            # A real generator (tuspipe cannot know its length), or the same bytes at once.
+            source = body if mode == "bytes" else (item for item in items)
+            result = tuspipe.upload(source, url, metadata=_metadata(STREAM_NAME), **options)
+            _tuspipe_result(result, size)
+            return Upload([result.url], _channel_figures([result]))
+
+        return upload_items
 
     if mode == "pipe":
 
@@ -253,6 +276,21 @@ def _prepare_sendfile(spec: dict[str, Any]) -> UploadCall:
     return upload
 
 
+def _file_workers(
+    paths: list[str], upload_one: Callable[[str], Awaitable[str]]
+) -> tuple[list[str], Callable[[], Awaitable[None]]]:
+    """The upload URLs (filled in file order) and a worker that uploads the next file no
+    other worker took, until none is left; run `concurrency` of them at once."""
+    urls = [""] * len(paths)
+    queue = iter(range(len(paths)))  # shared: each worker takes the next file when free
+
+    async def worker() -> None:
+        for index in queue:
+            urls[index] = await upload_one(paths[index])
+
+    return urls, worker
+
+
 def _prepare_httpx(spec: dict[str, Any]) -> UploadCall:
     """The floor under tuspipe's many-files figure: bare httpx under trio, no tus client at
     all. Each file is one POST carrying its bytes (creation-with-upload), `concurrency` at a
@@ -261,42 +299,74 @@ def _prepare_httpx(spec: dict[str, Any]) -> UploadCall:
     import trio
 
     url: str = spec["url"]
-    paths: list[str] = spec["paths"]
-    concurrency: int = spec["options"].get("concurrency", 4)
+    concurrency: int = spec["options"].get("concurrency", DEFAULT_CONCURRENCY)
 
     async def upload_all() -> list[str]:
-        urls: list[str] = [""] * len(paths)
         async with httpx.AsyncClient() as client:
 
-            async def worker(first: int) -> None:
-                for index in range(first, len(paths), concurrency):
-                    with open(paths[index], "rb") as stream:
-                        body = stream.read()
-                    answer = await client.post(
-                        url,
-                        content=body,
-                        headers={
-                            "Tus-Resumable": "1.0.0",
-                            "Upload-Length": str(len(body)),
-                            "Content-Type": "application/offset+octet-stream",
-                        },
+            async def post(path: str) -> str:
+                with open(path, "rb") as stream:
+                    body = stream.read()
+                answer = await client.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Tus-Resumable": "1.0.0",
+                        "Upload-Length": str(len(body)),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                )
+                offset = answer.headers.get("upload-offset")
+                if answer.status_code != 201 or offset != str(len(body)):
+                    raise RuntimeError(
+                        f"POST answered {answer.status_code}, Upload-Offset {offset} "
+                        "(creation-with-upload?)"
                     )
-                    if answer.status_code != 201 or answer.headers.get("upload-offset") != str(
-                        len(body)
-                    ):
-                        raise RuntimeError(
-                            f"POST answered {answer.status_code}, Upload-Offset "
-                            f"{answer.headers.get('upload-offset')} (creation-with-upload?)"
-                        )
-                    urls[index] = urljoin(url, answer.headers["location"])
+                return urljoin(url, answer.headers["location"])
 
+            urls, worker = _file_workers(spec["paths"], post)
             async with trio.open_nursery() as nursery:
-                for first in range(concurrency):
-                    nursery.start_soon(worker, first)
+                for _ in range(concurrency):
+                    nursery.start_soon(worker)
         return urls
 
     def upload() -> Upload:
         return Upload(trio.run(upload_all))
+
+    return upload
+
+
+def _prepare_aiotus(spec: dict[str, Any]) -> UploadCall:
+    """aiotus 1.1.0 (asyncio + aiohttp): ``aiotus.upload`` per file, `concurrency` at a time
+    on one ``aiohttp.ClientSession``, with aiotus's default settings otherwise (its POST
+    creates the upload, a HEAD asks the offset, a PATCH sends the bytes)."""
+    import asyncio
+
+    import aiohttp
+    import aiotus
+
+    url: str = spec["url"]
+    concurrency: int = spec["options"].get("concurrency", DEFAULT_CONCURRENCY)
+
+    async def upload_all() -> list[str]:
+        async with aiohttp.ClientSession() as session:
+
+            async def upload_one(path: str) -> str:
+                with open(path, "rb") as stream:
+                    name = os.path.basename(path).encode()
+                    location = await aiotus.upload(
+                        url, stream, {"filename": name}, client_session=session
+                    )
+                if location is None:  # aiotus logs the error and returns None
+                    raise RuntimeError(f"aiotus could not upload {path} (see its log)")
+                return str(location)
+
+            urls, worker = _file_workers(spec["paths"], upload_one)
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return urls
+
+    def upload() -> Upload:
+        return Upload(asyncio.run(upload_all()))
 
     return upload
 
@@ -306,6 +376,7 @@ _PREPARE: dict[str, Callable[[dict[str, Any]], UploadCall]] = {
     "tuspy": _prepare_tuspy,
     "sendfile": _prepare_sendfile,
     "httpx": _prepare_httpx,
+    "aiotus": _prepare_aiotus,
 }
 
 
@@ -334,8 +405,10 @@ def _own_peak_rss_kib() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the upload SPEC describes, write RESULT; exit 0 on success, 1 on failure.
 
-    SPEC keys: ``client`` (tuspipe, tuspy, sendfile), ``mode`` (file, many, generator, pipe),
-    ``url``, ``paths``, ``size`` (total bytes), ``options`` (keyword arguments of the call).
+    SPEC keys: ``client`` (tuspipe, tuspy, aiotus, sendfile, httpx), ``mode`` (file, many,
+    generator, pipe, items, bytes), ``url``, ``paths``, ``size`` (total bytes), ``items``
+    (how many small items the items and bytes modes make), ``options`` (keyword arguments of
+    the call; ``concurrency`` for aiotus and httpx).
     """
     spec_path, result_path = (sys.argv[1:] if argv is None else argv)[:2]
     spec: dict[str, Any] = json.loads(Path(spec_path).read_text(encoding="utf-8"))

@@ -1,11 +1,13 @@
-"""The benchmark harness of issue 7: ``python -m benchmarks`` (``--help`` lists the options).
+"""The benchmark harness of issues 7 and 15: ``python -m benchmarks`` (``--help`` lists the
+options).
 
-It uploads the same data with tuspipe, tuspy 1.1.0 and a ceiling (curl, and a raw-socket
-``sendfile()`` PATCH) to one tus server: the local discard sink of :mod:`benchmarks.sink`,
-started in its own process, or ``--url`` (loopback only). Every run is a fresh Python (or
-curl) process, so its peak RSS (its own ``VmHWM``) and CPU time belong to one upload; runs
-are interleaved, round-robin over all the configurations, repeat after repeat, in alternating
-order, so a noisy neighbour on the machine hits every client alike.
+It uploads the same data with tuspipe, tuspy 1.1.0 (aiotus 1.1.0 too, for many small files)
+and a ceiling (curl, and a raw-socket ``sendfile()`` PATCH) to one tus server: the local
+discard sink of :mod:`benchmarks.sink`, started in its own process, or ``--url`` (loopback
+only). Every run is a fresh Python (or curl) process, so its peak RSS (its own ``VmHWM``)
+and CPU time belong to one upload; runs are interleaved, round-robin over all the
+configurations, repeat after repeat, in alternating order, so a noisy neighbour on the
+machine hits every client alike.
 
 Workloads (``--workloads``, default all):
 
@@ -13,12 +15,17 @@ Workloads (``--workloads``, default all):
 * ``chunks``: chunk sizes 1, 8, 64 MiB and the whole file, checksum off (tuspipe, tuspy);
 * ``checksums``: the same chunk sizes with sha1 (tuspipe, tuspy) and crc32 (tuspipe only);
 * ``parallel``: tuspipe with 1, 2 and 4 parts (needs the concatenation extension);
-* ``many``: 1000 files of 16 KiB, ``tuspipe.upload_many`` against a loop of tuspy uploads;
+* ``many``: 1000 files of 16 KiB, 8 at a time: ``tuspipe.upload_many``, aiotus on one
+  aiohttp session, bare httpx POSTs and ``curl --parallel`` POSTs (the ceiling), against a
+  loop of tuspy uploads;
 * ``stream``: tuspipe reading a one-pass stream (a generator, a pipe) of the test file
-  (needs creation-defer-length).
+  (needs creation-defer-length);
+* ``items``: tuspipe uploading 200k items of 33 bytes from a generator, and the same bytes
+  as one ``bytes`` object (tuspy cannot take a generator; the report says so).
 
 The report: the machine, a table (MB/s, files/s, CPU s/GiB, peak RSS, ratios to tuspy and
-curl), the pipeline's channel statistics per tuspipe row, the targets of issue 7 (PASS/FAIL
+curl), the small-things table (seconds, files or items per second, CPU per file or item),
+the pipeline's channel statistics per tuspipe row, the targets of issues 7 and 15 (PASS/FAIL
 with the figures), and the files written: ``<out>/bench-<time>.csv`` (one line per run),
 ``...-summary.csv`` (one line per row), ``.png`` (throughput against chunk size) and ``.txt``
 (the report itself). ``--tune`` (see :mod:`benchmarks.tune`) sweeps tuspipe's settings.
@@ -31,38 +38,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuspipe.cli import parse_size
 
-from ._http import NotLoopbackError, ServerInfo, require_loopback
-from ._report import (
-    evaluate_targets,
-    plot_series,
-    render_channels,
-    render_table,
-    render_targets,
-    summarize,
-    write_plot,
-    write_runs_csv,
-    write_summary_csv,
-)
+from ._files import plot_series, write_plot, write_runs_csv, write_summary_csv
+from ._http import NotLoopbackError, require_loopback
+from ._plan import DEFAULT_MANY_CONCURRENCY, plan_settings, schedule
+from ._report import render_channels, render_small_table, render_table, summarize
 from ._runs import (
     ROOT,
     MiB,
     Runner,
     RunResult,
-    Setting,
     find_curl,
     format_size,
     make_test_data,
 )
 from ._session import Report, describe_machine, load_average, open_server
+from ._targets import evaluate_small_targets, evaluate_targets, render_targets
+from ._worker import ITEM_SIZE
 from .tune import run_tune
 
 __all__ = [
@@ -74,19 +74,20 @@ __all__ = [
     "schedule",
 ]
 
-WORKLOADS = ("defaults", "chunks", "checksums", "parallel", "many", "stream")
+WORKLOADS = ("defaults", "chunks", "checksums", "parallel", "many", "stream", "items")
 DEFAULT_CHUNK_SIZES = (1 * MiB, 8 * MiB, 64 * MiB)
 DEFAULT_SIZE = 1024 * MiB
 DEFAULT_REPEAT = 3
 DEFAULT_MANY_FILES = 1000
 DEFAULT_MANY_SIZE = 16 * 1024
+DEFAULT_STREAM_ITEMS = 200_000
 #: --quick: a fast look (about a minute on 2 cores): a smaller file, one run, fewer settings.
 QUICK_SIZE = 256 * MiB
 QUICK_REPEAT = 1
 QUICK_CHUNK_SIZES = (1 * MiB, 8 * MiB)
 QUICK_MANY_FILES = 250
+QUICK_STREAM_ITEMS = 20_000
 TUNE_SIZE = 256 * MiB
-PARALLEL_PARTS = (1, 2, 4)
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 
 
@@ -136,10 +137,11 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark tuspipe against tuspy 1.1.0 and a curl / sendfile() ceiling on "
-        "one loopback tus server (the local discard sink unless --url), each run in a fresh "
-        "process, interleaved; print a table, the pipeline's channel statistics and the "
-        "targets of issue 7; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
+        description="Benchmark tuspipe against tuspy 1.1.0 (and aiotus 1.1.0 for many small "
+        "files) and a curl / sendfile() ceiling on one loopback tus server (the local discard "
+        "sink unless --url), each run in a fresh process, interleaved; print a table, the "
+        "small-things table, the pipeline's channel statistics and the targets of issues 7 "
+        "and 15; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
         "settings instead and recommend the fastest.",
         epilog=f"Workloads: {', '.join(WORKLOADS)}. Exit status: 0 when every run passed its "
         "checks (the targets do not change it), 1 when a run failed, 2 for bad arguments.",
@@ -201,13 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--many-concurrency",
         type=_positive,
         metavar="N",
-        help="tuspipe.upload_many's concurrency (default: tuspipe's own default)",
+        default=DEFAULT_MANY_CONCURRENCY,
+        help="uploads at once in every concurrent many-files row: tuspipe.upload_many, "
+        f"aiotus, bare httpx, curl --parallel-max (default {DEFAULT_MANY_CONCURRENCY}; the "
+        "tuspy loop uploads one at a time)",
+    )
+    what.add_argument(
+        "--stream-items",
+        type=_positive,
+        metavar="N",
+        help=f"items of 33 bytes in the items workload (default {DEFAULT_STREAM_ITEMS}; "
+        f"--quick {QUICK_STREAM_ITEMS})",
     )
     what.add_argument(
         "--quick",
         action="store_true",
         help=f"a fast look: {format_size(QUICK_SIZE)}, {QUICK_REPEAT} run each, chunk sizes "
-        f"1MiB,8MiB, {QUICK_MANY_FILES} small files (explicit options still win)",
+        f"1MiB,8MiB, {QUICK_MANY_FILES} small files, {QUICK_STREAM_ITEMS} items (explicit "
+        "options still win)",
     )
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -273,107 +286,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.chunk_sizes = QUICK_CHUNK_SIZES if args.quick else DEFAULT_CHUNK_SIZES
     if args.many_files is None:
         args.many_files = QUICK_MANY_FILES if args.quick else DEFAULT_MANY_FILES
+    if args.stream_items is None:
+        args.stream_items = QUICK_STREAM_ITEMS if args.quick else DEFAULT_STREAM_ITEMS
     return args
-
-
-# --------------------------------------------------------------------------------------------
-# What runs
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The settings to run, and the ones left out with the reason."""
-
-    settings: list[Setting]
-    left_out: list[str]
-
-
-def plan_settings(
-    workloads: Sequence[str],
-    *,
-    size: int,
-    chunk_sizes: Sequence[int],
-    server: ServerInfo,
-    curl: str | None,
-    many_concurrency: int | None = None,
-) -> Plan:
-    """The rows to measure, tuspipe next to its tuspy counterpart, in workload order."""
-    settings: list[Setting] = []
-    left_out: list[str] = []
-    # A chunk as large as the file is the whole-file row already.
-    chunks = sorted({chunk for chunk in chunk_sizes if chunk < size})
-    dropped = sorted(set(chunk_sizes) - set(chunks))
-    if dropped and ("chunks" in workloads or "checksums" in workloads):
-        left_out.append(
-            f"chunk size(s) {', '.join(map(format_size, dropped))}: not below the "
-            f"{format_size(size)} file, so the same as the whole-file rows"
-        )
-    if "defaults" in workloads:
-        settings += [Setting("defaults", "tuspipe", bare=True), Setting("defaults", "tuspy")]
-        if curl is not None:
-            settings.append(Setting("defaults", "curl"))
-        else:
-            left_out.append("defaults curl (the ceiling): curl is not installed (see --curl)")
-        if server.url.startswith("http://"):
-            settings.append(Setting("defaults", "sendfile"))
-        else:
-            left_out.append("defaults sendfile: the raw-socket ceiling speaks plain http only")
-    shapes: list[tuple[int | None, bool]] = [(chunk, False) for chunk in chunks] + [(None, True)]
-    if "chunks" in workloads:
-        for chunk, whole in shapes:
-            for client in ("tuspipe", "tuspy"):
-                settings.append(Setting("chunks", client, chunk_size=chunk, whole=whole))
-    if "checksums" in workloads:
-        for algorithm, clients in (("sha1", ("tuspipe", "tuspy")), ("crc32", ("tuspipe",))):
-            if not server.offers_checksum(algorithm):
-                left_out.append(f"checksums {algorithm}: the server does not offer {algorithm}")
-                continue
-            for chunk, whole in shapes:
-                for client in clients:
-                    settings.append(
-                        Setting(
-                            "checksums", client, chunk_size=chunk, whole=whole, checksum=algorithm
-                        )
-                    )
-    if "parallel" in workloads:
-        for parts in PARALLEL_PARTS:
-            if parts > 1 and not server.supports("concatenation"):
-                left_out.append(
-                    f"parallel {parts}: the server does not offer concatenation (tuspipe would "
-                    "upload in one piece)"
-                )
-                continue
-            settings.append(Setting("parallel", "tuspipe", parallel=parts))
-    if "many" in workloads:
-        settings += [
-            Setting("many", "tuspipe", source="files", concurrency=many_concurrency),
-            Setting("many", "tuspy", source="files"),
-        ]
-        if server.supports("creation-with-upload"):
-            # The floor: bare httpx, one POST per file (tuspipe's default concurrency).
-            settings.append(Setting("many", "httpx", source="files", concurrency=4))
-    if "stream" in workloads:
-        if server.supports("creation-defer-length"):
-            settings += [
-                Setting("stream", "tuspipe", source="generator"),
-                Setting("stream", "tuspipe", source="pipe"),
-            ]
-        else:
-            left_out.append(
-                "stream (generator, pipe): the server does not offer creation-defer-length, "
-                "which an upload of unknown length needs"
-            )
-    return Plan(settings, left_out)
-
-
-def schedule(settings: Sequence[Setting], repeats: int) -> Iterator[tuple[int, Setting]]:
-    """Every run: all settings round-robin, repeat after repeat, each repeat in the opposite
-    order of the one before, so no client always runs first or after the same neighbour."""
-    for repeat in range(repeats):
-        order = settings if repeat % 2 == 0 else list(reversed(settings))
-        for setting in order:
-            yield repeat, setting
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,6 +304,8 @@ def _progress(number: int, total: int, run: RunResult) -> str:
     speed = f"{run.mb_per_s or 0:7.0f} MB/s"
     if setting.source == "files":
         speed += f" {run.files_per_s or 0:6.0f} files/s"
+    elif run.items and run.seconds:
+        speed += f" {run.seconds:7.3f} s"
     cpu = f"{run.cpu_per_gib:5.2f} CPU s/GiB" if run.cpu_per_gib is not None else ""
     rss = "" if run.peak_rss_kib is None else f"{run.peak_rss_kib / 1024:7.1f} MiB"
     return f"{head} {speed}  {cpu}  {rss}"
@@ -416,7 +333,9 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     began = time.monotonic()
     report = Report()
     curl = find_curl(args.curl)
-    report.say(f"tuspipe benchmark harness: {format_size(args.size)} file, {args.repeat} repeat(s)")
+    big = set(args.workloads) - {"many", "items"}
+    sized = f"{format_size(args.size)} file, " if big else ""
+    report.say(f"tuspipe benchmark harness: {sized}{args.repeat} repeat(s)")
     for line in describe_machine(argv, curl):
         report.say(line)
     runs_csv, summary_csv, png, text = _output_paths(args)
@@ -433,6 +352,7 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
             server=server,
             curl=curl,
             many_concurrency=args.many_concurrency,
+            have_aiotus=importlib.util.find_spec("aiotus") is not None,
         )
         scratch = Path(
             stack.enter_context(
@@ -441,11 +361,17 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         started = time.monotonic()
         many = args.many_files if "many" in args.workloads else 0
-        data = make_test_data(scratch, args.size, many, args.many_size)
-        what = f"{data.big_file.name}"
+        items = args.stream_items if "items" in args.workloads else 0
+        # The big file only when a row uploads it (many and items alone do not).
+        size = args.size if any(s.moves_big_file for s in plan.settings) else 0
+        data = make_test_data(scratch, size, many, args.many_size, items)
+        what = [data.big_file.name] if size else []
         if many:
-            what += f", {many} files of {format_size(args.many_size)}"
-        report.say(f"  test data: {what} ({time.monotonic() - started:.1f} s to write)")
+            what.append(f"{many} files of {format_size(args.many_size)}")
+        if items:
+            what.append(f"{items} items of {ITEM_SIZE} B (made in each run's process)")
+        what_text = ", ".join(what)
+        report.say(f"  test data: {what_text} ({time.monotonic() - started:.1f} s to write)")
         report.say(f"  workloads: {','.join(args.workloads)}; {len(plan.settings)} rows")
         report.say()
         runner = Runner(url, http, data, scratch, timeout=args.timeout, curl=curl)
@@ -460,6 +386,10 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rows = summarize(results)
     report.say()
     report.say(render_table(rows, args.repeat))
+    small = render_small_table(rows, args.repeat, plan.unmeasured)
+    if small:
+        report.say()
+        report.say(small)
     if plan.left_out:
         report.say("Not measured:")
         for reason in plan.left_out:
@@ -477,6 +407,9 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report.say()
     report.say(render_targets(evaluate_targets(rows)))
     report.say()
+    if "many" in args.workloads or "items" in args.workloads:
+        report.say(render_targets(evaluate_small_targets(rows), issue=15))
+        report.say()
     write_runs_csv(runs_csv, results, args.size)
     write_summary_csv(summary_csv, rows, args.size)
     series, ticks = plot_series(rows, args.size)
