@@ -39,6 +39,7 @@ from tuspipe.compat.uploader import AsyncUploader, Uploader
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .fakes import FakeTusServer
+from .loops import both_loops
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -843,7 +844,8 @@ def test_no_file_handles_leak(
 
 
 # --------------------------------------------------------------------------------------------
-# AsyncUploader: trio coroutines, nothing blocking
+# AsyncUploader: coroutines (under trio, and under asyncio for those marked both_loops),
+# nothing blocking
 # --------------------------------------------------------------------------------------------
 
 
@@ -895,6 +897,7 @@ async def test_async_constructor_does_no_io(make_file: MakeFile) -> None:
     assert methods(server) == ["HEAD"]
 
 
+@both_loops
 async def test_async_upload(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -910,6 +913,7 @@ async def test_async_upload(
     assert_stored(node_server, empty_uploader.url, empty)
 
 
+@both_loops
 async def test_async_upload_chunk_and_stop_at(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -933,6 +937,7 @@ async def test_async_upload_chunk_and_stop_at(
     await tuspipe.terminate_async(url)
 
 
+@both_loops
 async def test_async_storage_and_fingerprints_run_off_the_event_loop(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -1202,6 +1207,7 @@ def test_tls_without_a_client_certificate_is_refused(
     assert tls_front.handshake_failures >= 1
 
 
+@both_loops
 async def test_tls_client_certificate_on_the_async_path(
     node_server: TusServer, certificates: Certificates, tls_front: TlsFront, make_file: MakeFile
 ) -> None:

@@ -83,6 +83,7 @@ class Client:
         settings = resolve(ClientOptions, options)
         self._home = RunHome(
             "tuspipe.Client",
+            self.aclose,
             refuse_asyncio=None if settings["http_client"] is None else _HTTP_CLIENT_UNDER_ASYNCIO,
         )
         self._headers = validate_headers(settings["headers"])

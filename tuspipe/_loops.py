@@ -150,12 +150,21 @@ class RunHome:
 
     :meth:`enter` (called inside trio at each use) pins the owner to the run that first uses
     it; under asyncio the owner then holds that loop's guest run up until :meth:`leave` (its
-    ``aclose``). Use under any other run or loop is a UsageError. `refuse_asyncio`, if given,
-    is the message of the UsageError raised when the owner is first used under asyncio.
+    ``aclose``). Use under any other run or loop is a UsageError. If the loop shuts down with
+    the owner still open, `close` (the owner's ``aclose``) is awaited as the run ends, since
+    nothing could use the owner afterwards. `refuse_asyncio`, if given, is the message of the
+    UsageError raised when the owner is first used under asyncio.
     """
 
-    def __init__(self, owner: str, *, refuse_asyncio: str | None = None) -> None:
+    def __init__(
+        self,
+        owner: str,
+        close: Callable[[], Awaitable[None]],
+        *,
+        refuse_asyncio: str | None = None,
+    ) -> None:
         self._owner = owner
+        self.close = close
         self._refuse_asyncio = refuse_asyncio
         self._token: trio.lowlevel.TrioToken | None = None
         self._guest: _GuestRun | None = None
@@ -182,6 +191,7 @@ class RunHome:
         self._token, self._where = token, here
         if guest is not None:
             guest.hold()
+            guest.pinned.add(self)
             self._guest = guest
 
     @property
@@ -194,10 +204,14 @@ class RunHome:
         self._closed = True
         guest, self._guest = self._guest, None
         if guest is not None:
+            guest.pinned.discard(self)
             guest.release()
 
 
 # ---- the guest run ------------------------------------------------------------------------
+
+# Seconds the objects left open on a closing loop get to close.
+_CLOSE_TIMEOUT = 5.0
 
 _GUEST: trio.lowlevel.RunVar[_GuestRun | None] = trio.lowlevel.RunVar(
     "tuspipe_guest_run", default=None
@@ -265,6 +279,7 @@ class _GuestRun:
         self.accepting = True  # False from the moment the run is told to end
         self.ended: asyncio.Future[None] = loop.create_future()
         self._holds = 0
+        self.pinned: set[RunHome] = set()  # the open objects pinned to this run
         self._stop = trio.Event()
         self._scope = trio.CancelScope()  # the whole run's: cancelled if the loop shuts down
         self._nursery: trio.Nursery | None = None
@@ -344,6 +359,11 @@ class _GuestRun:
                 self._waiting.clear()
                 await self._stop.wait()
         self._nursery = None
+        # Ending with the loop: close what is still pinned to the run (a Client left open),
+        # as nothing can use it afterwards. Shielded, and bounded like every cleanup.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _CLOSE_TIMEOUT):
+            for home in list(self.pinned):
+                await home.close()
 
     def _begin(self, job: _Job[Any]) -> None:
         """Start `job` (a trio callback, from run_sync_soon)."""
