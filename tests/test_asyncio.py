@@ -475,3 +475,18 @@ def test_unsupported_event_loops_are_named() -> None:
                 coroutine.send(None)
     finally:
         sniffio.current_async_library_cvar.reset(token)
+
+
+def test_a_blocking_call_beside_a_parked_guest_run(node_server: TusServer) -> None:
+    """A Client left open on a loop that is not running keeps its trio run in this thread;
+    a blocking call then runs trio in a worker thread instead of failing."""
+    loop = asyncio.new_event_loop()
+    client = tuspipe.Client()
+    try:
+        loop.run_until_complete(client.server_info(node_server.url))  # pinned, still open
+        assert "1.0.0" in tuspipe.server_info(node_server.url).versions
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        loop.close()
+    assert _loops._guests == {}

@@ -366,11 +366,13 @@ class _GuestRun:
                 await home.close()
 
     def _begin(self, job: _Job[Any]) -> None:
-        """Start `job` (a trio callback, from run_sync_soon)."""
-        if self._nursery is None:
-            self._waiting.append(job)
-        else:
+        """Start `job` (a trio callback, from run_sync_soon; it must not raise)."""
+        try:
+            if self._nursery is None:
+                raise RuntimeError("the nursery is not open")
             self._nursery.start_soon(job.run, self)
+        except RuntimeError:  # not open yet (main drains the list), or closing with the loop
+            self._waiting.append(job)  # (and then cancelled as the run ends)
 
     def hold(self) -> None:
         """One more job or pinned object keeps the run up."""

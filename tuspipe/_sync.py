@@ -4,7 +4,9 @@ Where trio cannot run in the calling thread, because an asyncio loop runs there 
 cell, a coroutine that calls ``tuspipe.upload`` without ``await``) and its Ctrl-C handling (or
 tuspipe's own guest run on it, see :mod:`tuspipe._loops`) would get in the way, the same
 ``trio.run`` runs in a worker thread while the caller waits; Ctrl-C in the waiting thread then
-cancels it and surfaces as KeyboardInterrupt once the upload has cleaned up.
+cancels it and surfaces as KeyboardInterrupt once the upload has cleaned up. The same holds in
+a thread where a guest run is parked on a loop that is not running (a thread hosts one trio
+run at a time).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def blocking(
         else:
             raise UsageError(f"{label}() blocks and cannot run inside trio; use {suggestion} there")
         call = functools.partial(async_fn, *args, **kwargs)
-        if asyncio_running_here():
+        if asyncio_running_here() or _trio_run_parked_here():
             return _Worker(call).run()
         return trio.run(call)
 
@@ -69,6 +71,17 @@ def blocking(
             + (async_fn.__doc__ or "")
         )
     return run
+
+
+def _trio_run_parked_here() -> bool:
+    """Whether a trio run is live in this thread outside any of its tasks: a guest run on an
+    asyncio loop that is not running now (a tuspipe.Client left open on it). trio.run would
+    refuse to start here then, as a thread hosts one trio run at a time."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _Worker(Generic[T]):

@@ -358,7 +358,7 @@ class BaseUploader:
             return self.offset
         return await self._ask_offset()
 
-    get_offset = blocking_method(_get_offset, "BaseUploader.get_offset")
+    get_offset = blocking_method(_get_offset, "BaseUploader.get_offset", "AsyncUploader")
 
     def _client_options(self) -> Mapping[str, Any]:
         options: Mapping[str, Any] = getattr(self.client, "tuspipe_options", None) or {}
