@@ -115,6 +115,7 @@ def test_cancelling_stops_promptly_and_the_upload_resumes(
     assert [type(error) for error in caller_saw] == [asyncio.CancelledError]
     assert _loops._guests == {}  # nothing left running
     (url,) = urls
+    slow_proxy.clear()
     assert_resumable(node_server, path, endpoint, url)
 
 
@@ -182,4 +183,5 @@ def test_ctrl_c_in_asyncio_run_stops_the_upload_resumably(
     assert "Traceback" not in stderr
     assert stopped < 5.0  # (the child's exit included)
     [entry] = tuspipe.Journal().unfinished()
+    slow_proxy.clear()
     assert_resumable(node_server, path, endpoint, entry.url)

@@ -337,7 +337,6 @@ async def test_upload_url_of_another_size_is_refused(
     assert node_server.stored_path(first.url).stat().st_size == 10  # nothing was appended
 
 
-@both_loops
 async def test_unreachable_server_is_a_network_error(make_file: MakeFile) -> None:
     # port 9 (discard) is closed on loopback: the connection is refused at once
     with pytest.raises(tuspipe.NetworkError, match=re.escape("POST http://127.0.0.1:9/files/")):
