@@ -20,6 +20,10 @@ import httpx
 import pytest
 import trio
 
+# pytest finds hooks and fixtures by name in conftest: these run the tests marked both_loops
+# under asyncio as well as trio (see tests/loops.py).
+from .loops import loop_name, pytest_collection_modifyitems  # noqa: F401
+
 MakeFile = Callable[[int], Path]
 """The `make_file` fixture: make a file of n pseudo-random bytes."""
 

@@ -39,6 +39,7 @@ from tuspipe.compat.uploader import AsyncUploader, Uploader
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .fakes import FakeTusServer
+from .loops import both_loops
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -265,13 +266,15 @@ def test_upload_is_one_tuspipe_call_on_one_connection(
     monkeypatch: pytest.MonkeyPatch, make_file: MakeFile
 ) -> None:
     calls: list[dict[str, object]] = []
-    real_upload = tuspipe.upload
+    real_upload = tuspipe.upload_async
 
-    def counting_upload(*args: object, **kwargs: object) -> tuspipe.UploadResult:
+    # The blocking uploader is the blocking facade over the async one: its bytes go through
+    # one upload_async call, run by one trio.run.
+    async def counting_upload(*args: object, **kwargs: object) -> tuspipe.UploadResult:
         calls.append(kwargs)
-        return real_upload(*args, **kwargs)  # type: ignore[arg-type]
+        return await real_upload(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tuspipe, "upload", counting_upload)
+    monkeypatch.setattr(tuspipe, "upload_async", counting_upload)
     server = FakeTusServer()
     path = make_file(10 * CHUNK + 5)
     uploader = fake_client(server).uploader(str(path), chunk_size=CHUNK)
@@ -841,7 +844,8 @@ def test_no_file_handles_leak(
 
 
 # --------------------------------------------------------------------------------------------
-# AsyncUploader: trio coroutines, nothing blocking
+# AsyncUploader: coroutines (under trio, and under asyncio for those marked both_loops),
+# nothing blocking
 # --------------------------------------------------------------------------------------------
 
 
@@ -893,6 +897,7 @@ async def test_async_constructor_does_no_io(make_file: MakeFile) -> None:
     assert methods(server) == ["HEAD"]
 
 
+@both_loops
 async def test_async_upload(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -908,6 +913,7 @@ async def test_async_upload(
     assert_stored(node_server, empty_uploader.url, empty)
 
 
+@both_loops
 async def test_async_upload_chunk_and_stop_at(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -931,6 +937,7 @@ async def test_async_upload_chunk_and_stop_at(
     await tuspipe.terminate_async(url)
 
 
+@both_loops
 async def test_async_storage_and_fingerprints_run_off_the_event_loop(
     node_server: TusServer, node_client: compat_client.TusClient, make_file: MakeFile
 ) -> None:
@@ -1200,6 +1207,7 @@ def test_tls_without_a_client_certificate_is_refused(
     assert tls_front.handshake_failures >= 1
 
 
+@both_loops
 async def test_tls_client_certificate_on_the_async_path(
     node_server: TusServer, certificates: Certificates, tls_front: TlsFront, make_file: MakeFile
 ) -> None:

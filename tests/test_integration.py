@@ -1,7 +1,8 @@
 """Uploads to real tus servers, with the stored bytes compared to the source by sha256.
 
 The Node server (@tus/server) covers core and creation; asgi-tus covers checksums (it answers
-460 to a wrong digest); tuspyserver is a third, independent implementation.
+460 to a wrong digest); tuspyserver is a third, independent implementation. The tests marked
+``both_loops`` run under trio and under asyncio (tests/loops.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tuspipe
 from tuspipe._protocol import decode_metadata
 
 from .conftest import MakeFile, TusServer, sha256_file
+from .loops import both_loops
 
 CHUNK = 256 * 1024
 MiB = 1024 * 1024
@@ -62,6 +64,7 @@ async def _upload_and_compare(
     return result
 
 
+@both_loops
 @pytest.mark.parametrize("checksum", [None, "auto"])
 @pytest.mark.parametrize("size", SMALL_SIZES.values(), ids=SMALL_SIZES.keys())
 async def test_node_small(
@@ -74,6 +77,7 @@ async def test_node_small(
     assert result.checksum is None
 
 
+@both_loops
 @pytest.mark.parametrize("checksum", [None, "sha1", "auto"])
 @pytest.mark.parametrize("size", SMALL_SIZES.values(), ids=SMALL_SIZES.keys())
 async def test_asgitus_small(
@@ -86,6 +90,7 @@ async def test_asgitus_small(
     assert result.checksum == {"auto": "sha256"}.get(checksum or "", checksum)
 
 
+@both_loops
 @pytest.mark.parametrize("algorithm", ["md5", "sha256", "sha512", "crc32"])
 async def test_asgitus_every_algorithm(
     asgitus_server: TusServer, make_file: MakeFile, algorithm: str
@@ -96,12 +101,14 @@ async def test_asgitus_every_algorithm(
     assert result.checksum == algorithm
 
 
+@both_loops
 async def test_tuspyserver_small(tuspyserver_server: TusServer, make_file: MakeFile) -> None:
     await _upload_and_compare(
         tuspyserver_server, make_file(2 * CHUNK + 3), chunk_size=CHUNK, checksum=None
     )
 
 
+@both_loops
 @pytest.mark.slow
 @pytest.mark.parametrize("checksum", [None, "auto"])
 @pytest.mark.parametrize(("size", "chunk_size"), LARGE_CASES.values(), ids=LARGE_CASES.keys())
@@ -117,6 +124,7 @@ async def test_node_large(
     )
 
 
+@both_loops
 @pytest.mark.slow
 @pytest.mark.parametrize("checksum", [None, "sha1"])
 @pytest.mark.parametrize(("size", "chunk_size"), LARGE_CASES.values(), ids=LARGE_CASES.keys())
@@ -209,6 +217,7 @@ async def test_persistent_corruption_gives_up(
     assert transport.patch_statuses == [460] * 4  # the first try and three resends
 
 
+@both_loops
 async def test_explicit_checksum_the_server_lacks_fails_before_creating(
     node_server: TusServer, make_file: MakeFile
 ) -> None:
@@ -218,6 +227,7 @@ async def test_explicit_checksum_the_server_lacks_fails_before_creating(
     assert node_server.upload_count() == before
 
 
+@both_loops
 async def test_stop_at_then_resume_with_upload_url(
     node_server: TusServer, make_file: MakeFile
 ) -> None:
@@ -262,6 +272,7 @@ async def test_cancelled_upload_resumes_where_the_server_stopped(
     assert node_server.stored_sha256(url) == sha256_file(path)
 
 
+@both_loops
 async def test_metadata_reaches_the_server(node_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(100)
     metadata: dict[str, str | bytes] = {
@@ -297,6 +308,7 @@ async def test_bytes_metadata_is_sent_unchanged(
     assert decode_metadata(sent[0]) == {"raw": b"\x00\xff\xfe"}
 
 
+@both_loops
 async def test_file_object_and_bytes_sources(node_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(3 * CHUNK + 1)
     with path.open("rb") as stream:
@@ -314,6 +326,7 @@ def test_blocking_upload(node_server: TusServer, make_file: MakeFile) -> None:
     assert node_server.stored_sha256(result.url) == sha256_file(path)
 
 
+@both_loops
 async def test_upload_url_of_another_size_is_refused(
     node_server: TusServer, make_file: MakeFile
 ) -> None:

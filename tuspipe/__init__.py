@@ -6,7 +6,8 @@ Quick use::
     result = tuspipe.upload("video.mp4", "https://tus.example/files/")
     print(result.url)
 
-Inside trio, ``await tuspipe.upload_async(...)`` does the same without blocking.
+Inside trio or asyncio, ``await tuspipe.upload_async(...)`` does the same without blocking
+(under asyncio, tuspipe's trio code runs in trio's guest mode on the running loop).
 """
 
 from __future__ import annotations

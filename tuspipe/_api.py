@@ -1,9 +1,10 @@
-"""The public upload calls: :func:`upload_async` (trio-native) and :func:`upload` (blocking).
+"""The public upload calls: :func:`upload_async` (trio, or asyncio) and :func:`upload` (blocking).
 
 Each is a temporary :class:`~tuspipe.Client` around one :meth:`~tuspipe.Client.upload`, and
 ``upload`` is ``trio.run`` over ``upload_async`` and nothing more, so there is one
-implementation. Everything the caller passes is checked before the first request is sent; the
-options are declared once, in :mod:`tuspipe._options`.
+implementation; under asyncio the same trio code runs in trio's guest mode on the caller's
+loop (:mod:`tuspipe._loops`). Everything the caller passes is checked before the first request
+is sent; the options are declared once, in :mod:`tuspipe._options`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from typing import Unpack
 
 from ._client import Client
+from ._loops import any_loop
 from ._options import (
     ClientOptions,
     ConnectionOptions,
@@ -29,6 +31,7 @@ from ._types import UploadOutcome, UploadResult
 __all__ = ["upload", "upload_async", "upload_many", "upload_many_async"]
 
 
+@any_loop
 @documented(UploadOptions, ClientOptions)
 async def upload_async(
     source: SourceLike, url: str | None = None, **options: Unpack[UploadCallOptions]
@@ -51,8 +54,9 @@ async def upload_async(
             answering, and the retries ran out.
         SourceChangedError: the file changed during the upload.
 
-    Cancelling the call (a trio cancel scope, Ctrl-C) stops it at once; the bytes the server
-    acknowledged stay there, and the next call for the same source and endpoint continues.
+    Await it under trio or asyncio. Cancelling the call (a trio cancel scope, an asyncio task's
+    cancel or timeout, Ctrl-C) stops it at once; the bytes the server acknowledged stay there,
+    and the next call for the same source and endpoint continues.
     """
     client_options, upload_options = split_options(options, ClientOptions, UploadOptions)
     async with Client(**client_options) as client:
@@ -62,6 +66,7 @@ async def upload_async(
 upload = blocking(upload_async, "upload")
 
 
+@any_loop
 @documented(ManyOptions, ConnectionOptions)
 async def upload_many_async(
     sources: Iterable[SourceLike], url: str, **options: Unpack[ManyCallOptions]

@@ -21,6 +21,7 @@ from typing import Any, Unpack
 from ._capabilities import CapabilityCache
 from ._checks import journal_from
 from ._errors import TusError, UsageError
+from ._loops import RunHome, any_loop_methods
 from ._options import (
     ClientOptions,
     ManyOptions,
@@ -52,22 +53,40 @@ __all__ = ["Client"]
 logger = logging.getLogger("tuspipe")
 
 
+_HTTP_CLIENT_UNDER_ASYNCIO = (
+    "http_client= cannot be used under asyncio: an httpx.AsyncClient's connections and locks "
+    "belong to the event loop that opened them, while tuspipe runs its requests on trio (in "
+    "guest mode on your asyncio loop). Leave http_client out: tuspipe pools connections itself "
+    "(one tuspipe.Client shares its pool between calls; headers=, verify=, cert= and timeout= "
+    "configure it)"
+)
+
+
 @documented(ClientOptions)
+@any_loop_methods
 class Client:
     """A tus client: one connection pool and one set of settings for many calls.
 
-    Use it as an async context manager::
+    Use it as an async context manager, under trio or asyncio::
 
         async with tuspipe.Client(headers={"Authorization": "Bearer ..."}) as client:
             info = await client.server_info("https://tus.example/files/")
             result = await client.upload("video.mp4", "https://tus.example/files/")
 
     What OPTIONS says about an endpoint is asked once and kept for the client's lifetime.
-    Every option is checked here, before any request.
+    Every option is checked here, before any request. The pool belongs to the trio run or
+    asyncio loop that first uses the client: using it under another is a UsageError.
     """
+
+    _home: RunHome  # the run the pool lives in (any_loop_methods enters it at every call)
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         settings = resolve(ClientOptions, options)
+        self._home = RunHome(
+            "tuspipe.Client",
+            self.aclose,
+            refuse_asyncio=None if settings["http_client"] is None else _HTTP_CLIENT_UNDER_ASYNCIO,
+        )
         self._headers = validate_headers(settings["headers"])
         self._allow_insecure_location = bool(settings["allow_insecure_location"])
         self._allow_cross_origin_credentials = bool(settings["allow_cross_origin_credentials"])
@@ -101,8 +120,13 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (not a caller's ``http_client``)."""
-        await self._transport.aclose()
+        """Close the connection pool (not a caller's ``http_client``); again, nothing."""
+        if self._home.closed:
+            return
+        try:
+            await self._transport.aclose()
+        finally:
+            self._home.leave()
 
     # ---- single operations --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Unpack
 
 from ._client import Client
+from ._loops import any_loop
 from ._options import ClientOptions, documented
 from ._protocol import ServerCapabilities, UploadStatus
 from ._sync import blocking
@@ -33,6 +34,7 @@ def _client(options: ClientOptions) -> Client:
     return Client(**without_journal)
 
 
+@any_loop
 @documented(ClientOptions)
 async def server_info_async(url: str, **options: Unpack[ClientOptions]) -> ServerCapabilities:
     """Ask a tus server what it supports: see :meth:`Client.server_info`."""
@@ -40,6 +42,7 @@ async def server_info_async(url: str, **options: Unpack[ClientOptions]) -> Serve
         return await client.server_info(url)
 
 
+@any_loop
 @documented(ClientOptions)
 async def upload_status_async(upload_url: str, **options: Unpack[ClientOptions]) -> UploadStatus:
     """Ask the server about an upload: see :meth:`Client.upload_status`."""
@@ -47,6 +50,7 @@ async def upload_status_async(upload_url: str, **options: Unpack[ClientOptions])
         return await client.upload_status(upload_url)
 
 
+@any_loop
 @documented(ClientOptions)
 async def create_upload_async(
     url: str,
@@ -60,6 +64,7 @@ async def create_upload_async(
         return await client.create_upload(url, length, metadata=metadata)
 
 
+@any_loop
 @documented(ClientOptions)
 async def terminate_async(upload_url: str, **options: Unpack[ClientOptions]) -> bool:
     """Delete an upload: see :meth:`Client.terminate` (True: deleted now; False: the server

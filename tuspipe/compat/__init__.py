@@ -13,10 +13,11 @@ The modules mirror tuspy 1.1.0's (``client``, ``uploader``, ``uploader.baseuploa
 names, arguments and defaults. Every request is made by tuspipe's public calls, so uploads
 stream with bounded memory over one connection, with timeouts and honest retries.
 
-Where it differs from tuspy: ``AsyncUploader`` runs under trio (not asyncio) and its
-``get_offset`` is a coroutine too; ``FileStorage`` writes tuspipe's journal format (not
-TinyDB JSON); ``upload_checksum=True`` needs a server that offers sha1; and tuspy's defects
-are gone (see the README's "Migrating from tuspy").
+``AsyncUploader`` runs under asyncio, as tuspy's does, and under trio as well. Where it
+differs from tuspy: its constructor does no I/O and its ``get_offset`` is a coroutine too;
+``FileStorage`` writes tuspipe's journal format (not TinyDB JSON); ``upload_checksum=True``
+needs a server that offers sha1; and tuspy's defects are gone (see the README's "Migrating
+from tuspy").
 """
 
 from __future__ import annotations

@@ -1,21 +1,62 @@
-"""Where tuspipe.compat meets tuspipe: error translation and the extra call options.
+"""Where tuspipe.compat meets tuspipe: error translation, the extra call options, and the
+two ways a method is called (blocking, or awaited under trio or asyncio).
 
 Every network operation of the compatibility layer is one of tuspipe's public calls; this
-module holds the two things those calls share. :func:`translated` is the single place where
-tuspipe's exception tree becomes tuspy's two exceptions.
+module holds what those calls share. :func:`translated` is the single place where tuspipe's
+exception tree becomes tuspy's two exceptions.
+
+tuspy's blocking and async classes (``Uploader``/``AsyncUploader``,
+``TusRequest``/``AsyncTusRequest``) differ only by ``await``, so each behaviour is written
+once, as a coroutine, and each twin is declared from it: :func:`blocking_method` is tuspipe's
+own blocking facade (``trio.run`` over the coroutine, as ``tuspipe.upload`` is over
+``upload_async``), :func:`coroutine_method` tuspipe's own any-loop wrapper (trio as it is,
+asyncio through trio's guest mode, as every ``*_async`` call). These two come from tuspipe's
+api layer itself (DESIGN.md: compat builds on the api), the one place where compat reaches
+past tuspipe's public names: a second copy of them here would be the hand-written twin the
+design forbids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import tuspipe
 
+from .._loops import any_loop
+from .._sync import blocking
 from .exceptions import TusCommunicationError
 
-__all__ = ["operation_options", "translated"]
+__all__ = ["blocking_method", "coroutine_method", "operation_options", "translated"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def blocking_method(
+    body: Callable[P, Awaitable[T]], qualname: str, instead: str | None = None
+) -> Callable[P, T]:
+    """The blocking method `qualname` (``Class.name``) over the coroutine `body`.
+
+    Inside trio it raises UsageError, suggesting `instead` (default: the async twin class of
+    the same name with ``Async`` in front).
+    """
+    owner, _, name = qualname.rpartition(".")
+    suggestion = instead or f"Async{owner}"
+    return blocking(body, name, qualname=qualname, instead=f"tuspipe.compat's {suggestion}")
+
+
+def coroutine_method(
+    body: Callable[P, Awaitable[T]], qualname: str
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The coroutine method `qualname` (``Class.name``) over `body`: awaitable under trio, and
+    under asyncio (on the same trio code, in guest mode)."""
+    method = any_loop(body)
+    method.__name__ = qualname.rpartition(".")[2]
+    method.__qualname__ = qualname
+    return method
+
 
 # The options of tuspipe.upload that its single operations (create_upload, upload_status)
 # take as well; the rest (stall_timeout, read_size, read_ahead) only mean something there.

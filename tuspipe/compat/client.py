@@ -46,6 +46,7 @@ class TusClient:
         return Uploader(*args, **kwargs)
 
     def async_uploader(self, *args: Any, **kwargs: Any) -> AsyncUploader:
-        """A trio :class:`~tuspipe.compat.uploader.AsyncUploader` for this server."""
+        """An :class:`~tuspipe.compat.uploader.AsyncUploader` for this server (its methods
+        are coroutines, awaited under asyncio or trio)."""
         kwargs["client"] = self
         return AsyncUploader(*args, **kwargs)

@@ -1,7 +1,7 @@
 """tuspy's request objects: one chunk of an upload, sent through tuspipe.
 
 A request sends the uploader's bytes from its ``offset`` up to a stop (one chunk for
-:meth:`TusRequest.perform`) with a single ``tuspipe.upload`` call, which asks the server for
+:meth:`TusRequest.perform`) with a single tuspipe upload call, which asks the server for
 its offset first (the server is the authority) and streams the chunk without holding it in
 memory. The answers are watched through tuspipe's ``on_response`` hook, so ``status_code``,
 ``response_headers`` and ``response_content`` are those of the last real PATCH answer (or,
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import tuspipe
 
-from ._bridge import translated
+from ._bridge import blocking_method, coroutine_method, translated
 from .exceptions import TusUploadFailed
 
 if TYPE_CHECKING:
@@ -74,41 +74,39 @@ class BaseTusRequest:
         options.update(uploader._creation_options(), on_upload_url=uploader._adopt_created)
         return uploader._source(), endpoint, options
 
-
-class TusRequest(BaseTusRequest):
-    """A request made with the blocking ``tuspipe.upload``."""
-
-    def perform(self) -> int:
+    async def _perform(self) -> int:
         """Send the uploader's next chunk; return the server's offset after it.
 
         The uploader's ``offset`` is not changed (its ``upload_chunk`` does that). Raises
         TusUploadFailed when the server refuses the chunk, TusCommunicationError for other
         failures; the answer's fields are filled either way.
         """
-        return self._send(self._chunk_stop())
+        return await self._send(self._chunk_stop())
 
-    def _send(self, stop: int) -> int:
+    async def _send(self, stop: int) -> int:
+        """Send the uploader's bytes up to `stop` with one tuspipe upload call; return the
+        server's offset after it."""
         source, endpoint, options = self._arguments(stop)
         with translated(TusUploadFailed):
-            return tuspipe.upload(source, endpoint, **options).offset
+            return (await tuspipe.upload_async(source, endpoint, **options)).offset
+
+
+class TusRequest(BaseTusRequest):
+    """A request made with blocking calls: :meth:`perform` is the blocking facade over the
+    request's one body."""
+
+    perform = blocking_method(BaseTusRequest._perform, "TusRequest.perform", "AsyncTusRequest")
 
 
 class AsyncTusRequest(BaseTusRequest):
-    """A request made with ``tuspipe.upload_async``: a coroutine for trio.
+    """A request made with coroutines, under trio or asyncio.
 
-    `io_loop` is accepted for tuspy's signature and ignored: trio runs the request.
+    `io_loop` is accepted for tuspy's signature and ignored: tuspipe runs the request on the
+    caller's event loop.
     """
 
     def __init__(self, *args: Any, io_loop: object = None, **kwargs: Any) -> None:
         self.io_loop = io_loop
         super().__init__(*args, **kwargs)
 
-    async def perform(self) -> int:
-        """Send the uploader's next chunk; return the server's offset after it (see
-        :meth:`TusRequest.perform`)."""
-        return await self._send(self._chunk_stop())
-
-    async def _send(self, stop: int) -> int:
-        source, endpoint, options = self._arguments(stop)
-        with translated(TusUploadFailed):
-            return (await tuspipe.upload_async(source, endpoint, **options)).offset
+    perform = coroutine_method(BaseTusRequest._perform, "AsyncTusRequest.perform")

@@ -1,4 +1,4 @@
-"""The uploaders: :class:`Uploader` (blocking) and :class:`AsyncUploader` (trio)."""
+"""The uploaders: :class:`Uploader` (blocking) and :class:`AsyncUploader` (asyncio or trio)."""
 
 from __future__ import annotations
 

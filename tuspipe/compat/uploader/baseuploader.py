@@ -1,10 +1,14 @@
-"""tuspy's BaseUploader: the state and the helpers the blocking and the trio uploaders share.
+"""tuspy's BaseUploader: the state, the helpers and the one body of both uploaders.
 
 An uploader holds one file (a path or a stream) and one upload on the server (``url``,
 ``offset``). It does no transfer itself: every request is one of tuspipe's public calls
-(``tuspipe.upload`` for bytes, ``create_upload`` for creation, ``upload_status`` for HEAD),
-made by :mod:`~tuspipe.compat.uploader.uploader` and :mod:`~tuspipe.compat.request`. This
-module turns the uploader's tuspy-style attributes into those calls' arguments.
+(``upload_async`` for bytes, ``create_upload_async`` for creation, ``upload_status_async`` for
+HEAD), made here and by :mod:`~tuspipe.compat.request`. This module turns the uploader's
+tuspy-style attributes into those calls' arguments, and holds what the uploaders do as
+coroutines (``_upload``, ``_upload_chunk``, ``_create_url``, ``_get_offset``): the blocking
+:class:`~tuspipe.compat.uploader.Uploader` is the blocking facade over them, the
+``AsyncUploader`` awaits them under trio or asyncio (:mod:`~tuspipe.compat._bridge`), so each
+behaviour is written once.
 
 Differences from tuspy, all deliberate (each was a defect there):
 
@@ -26,9 +30,11 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
+import trio
+
 import tuspipe
 
-from .._bridge import operation_options, translated
+from .._bridge import blocking_method, operation_options, translated
 from ..fingerprint import fingerprint, interface
 from ..storage.interface import Storage
 
@@ -92,6 +98,9 @@ class BaseUploader:
         ValueError: neither `file_path` nor `file_stream`; neither `url` nor `client`;
             `store_url` without `url_storage`; `file_path` is not a file.
     """
+
+    # The request each twin makes: TusRequest (blocking) or AsyncTusRequest.
+    _request_class: ClassVar[type[BaseTusRequest]]
 
     DEFAULT_HEADERS: ClassVar[dict[str, str]] = {"Tus-Resumable": "1.0.0"}
     DEFAULT_CHUNK_SIZE: ClassVar[int] = sys.maxsize
@@ -254,28 +263,51 @@ class BaseUploader:
         self.offset = 0
 
     def _locate(self, url: str | None) -> None:
-        """Find the upload's URL and the server's offset, as tuspy's constructor does.
+        """Find the upload's URL and the server's offset, as tuspy's constructor does
+        (blocking; AsyncUploader leaves it to its first coroutine).
 
         A given `url` is used (and its offset asked for); otherwise, with `store_url`, a URL
         stored for this file's fingerprint is checked with the server and resumed, or
         forgotten when the server no longer has a matching upload.
         """
-        if url:
-            self.set_url(url)
-            self.offset = self.get_offset()
-        elif self.store_url and self.url_storage is not None:
-            key = self._get_fingerprint()
-            stored = self.url_storage.get_item(key)
-            if stored:
-                self._resume_stored(key, stored, self._stored_status(stored))
+        self.url = url or None
+        self._located = False
+        if self.url or (self.store_url and self.url_storage is not None):
+            self._locate_now()
+        self._located = True
 
-    def _stored_status(self, stored: str) -> tuspipe.UploadStatus | None:
+    async def _ensure_located(self) -> bool:
+        """Do what :meth:`_locate` does, once; True if it asked the server for the offset
+        just now. Storage and fingerprint work runs in worker threads, off the event loop."""
+        if self._located:
+            return False
+        asked = False
+        if self.url:
+            if self.store_url:
+                await trio.to_thread.run_sync(self.set_url, self.url)
+            self.offset = await self._ask_offset()
+            asked = True
+        elif self.store_url and self.url_storage is not None:
+            key = await trio.to_thread.run_sync(self._get_fingerprint)
+            stored = await trio.to_thread.run_sync(self.url_storage.get_item, key)
+            if stored:
+                status = await self._stored_status(stored)
+                await trio.to_thread.run_sync(self._resume_stored, key, stored, status)
+                asked = self.url is not None  # the stored upload was resumed
+        self._located = True
+        return asked
+
+    _locate_now = blocking_method(
+        _ensure_located, "Uploader", instead="AsyncUploader (its constructor does no I/O)"
+    )
+
+    async def _stored_status(self, stored: str) -> tuspipe.UploadStatus | None:
         """The server's status of a stored upload, or None when it no longer has it."""
         if not is_http_url(stored):
             return None
         with translated():
             try:
-                return tuspipe.upload_status(stored, **self._call_options())
+                return await tuspipe.upload_status_async(stored, **self._call_options())
             except tuspipe.UploadNotFoundError:
                 return None
 
@@ -312,13 +344,21 @@ class BaseUploader:
 
     # ---- what tuspipe is called with ------------------------------------------------------
 
-    def get_offset(self) -> int:
+    async def _ask_offset(self) -> int:
+        with translated():
+            status = await tuspipe.upload_status_async(self._require_url(), **self._call_options())
+        return status.offset
+
+    async def _get_offset(self) -> int:
         """Ask the server (HEAD) how many bytes of the upload it holds.
 
         Raises TusCommunicationError when the server refuses or cannot be reached.
         """
-        with translated():
-            return tuspipe.upload_status(self._require_url(), **self._call_options()).offset
+        if await self._ensure_located():
+            return self.offset
+        return await self._ask_offset()
+
+    get_offset = blocking_method(_get_offset, "BaseUploader.get_offset", "AsyncUploader")
 
     def _client_options(self) -> Mapping[str, Any]:
         options: Mapping[str, Any] = getattr(self.client, "tuspipe_options", None) or {}
@@ -355,3 +395,52 @@ class BaseUploader:
     def _creation_options(self) -> dict[str, Any]:
         """What tuspipe needs beyond the call options to create this upload."""
         return {"metadata": self._metadata_values()}
+
+    # ---- the one body of both uploaders (their twins are declared in uploader.py) ---------
+
+    async def _prepare(self) -> None:
+        """Locate the upload; without a URL, start from 0 and, with `store_url`, create the
+        upload and store its URL (off the event loop) before any byte is sent, so that a crash
+        mid-upload finds it stored."""
+        await self._ensure_located()
+        if not self.url:
+            self.offset = 0
+            if self.store_url:
+                url = await self._create_url()
+                await trio.to_thread.run_sync(self._adopt_created, url)
+
+    async def _upload(self, stop_at: int | None = None) -> None:
+        """Upload chunk after chunk until the server holds `stop_at` bytes (default: all).
+
+        Creates the upload first when it has no URL (an empty file needs nothing more).
+        Raises TusUploadFailed when the server refuses the bytes, TusCommunicationError for
+        other failures, ValueError for a `stop_at` beyond the file.
+        """
+        await self._prepare()
+        self.stop_at = self.get_file_size() if stop_at is None else stop_at
+        if self.url and self.offset >= self.stop_at:
+            return
+        self.request = request = self._request_class(self)
+        # A negative stop_at (tuspy's idiom for "only create the upload") sends no bytes.
+        self.offset = await request._send(max(self.stop_at, 0))
+
+    async def _upload_chunk(self) -> None:
+        """Upload one chunk (`chunk_size` bytes, fewer before `stop_at`) and take the
+        server's new offset; creates the upload first when it has no URL."""
+        await self._prepare()
+        self.request = request = self._request_class(self)
+        self.offset = await request._perform()
+
+    async def _create_url(self) -> str:
+        """Create the upload on the server (POST to the client's URL); return its URL.
+
+        A relative ``Location`` is resolved against the client's URL. Raises
+        TusCommunicationError when the server refuses or answers without a ``Location``.
+        """
+        with translated():
+            return await tuspipe.create_upload_async(
+                self._creation_endpoint(),
+                self.get_file_size(),
+                **self._creation_options(),
+                **self._call_options(),
+            )
