@@ -111,6 +111,7 @@ EXPECTED_ALL = [
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
+    "OutgoingRequest",
     "ProtocolError",
     "Request",
     "Response",

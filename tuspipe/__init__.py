@@ -31,6 +31,7 @@ from ._errors import (
     UsageError,
     VersionMismatchError,
 )
+from ._hooks import OutgoingRequest
 from ._journal import Journal, JournalEntry, default_journal_path
 from ._operations import (
     create_upload,
@@ -84,6 +85,7 @@ __all__ = [
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
+    "OutgoingRequest",
     "ProtocolError",
     "Request",
     "Response",
