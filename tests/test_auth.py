@@ -299,14 +299,16 @@ class Tokens:
 async def test_hooks_are_asked_again_after_a_401(form: str) -> None:
     gate = Gate(lifetime=4)
     tokens = Tokens(gate)
-    hook: dict[str, Any] = {
+    hooks: dict[str, dict[str, Any]] = {
         "auth-function": {"auth": tokens.headers},
         "auth-async-function": {"auth": tokens.headers_async},
         "on_request": {"on_request": tokens.on_request},
         "async-on_request": {"on_request": tokens.on_request_async},
-    }[form]
+    }
     data = os.urandom(1024 * KiB)
-    result = await upload(gate, data, chunk_size=64 * KiB, on_response=tokens.on_response, **hook)
+    result = await upload(
+        gate, data, chunk_size=64 * KiB, on_response=tokens.on_response, **hooks[form]
+    )
     assert gate.server.data_of(result.url) == data
     assert len(gate.refused) >= 3
     assert tokens.asked == len(gate.log)  # asked before every request

@@ -75,6 +75,9 @@ MAX_FLOW_REQUESTS = 4
 
 REQUEST_ID = "X-Request-ID"
 
+# URLs kept parsed for flows (parsing one costs more than the rest of a flow's step).
+_PARSED_URLS = 256
+
 # The headers of a stored answer that would make httpx decode or frame its (cut) body again.
 _FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
@@ -174,6 +177,7 @@ class Authenticator:
         self._on_request = on_request
         self._request_id = bool(request_id)
         self._withheld: set[tuple[str, str, int | None]] = set()  # origins warned about
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: an upload's URLs are few
 
     async def send(
         self,
@@ -237,6 +241,14 @@ class Authenticator:
             request_id = next((v for n, v in headers if n.lower() == "x-request-id"), None)
         return replace(request, headers=tuple(headers)), request_id
 
+    def _parsed(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _PARSED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
     def _withhold(self, url: str) -> None:
         where = origin(url)
         if where not in self._withheld and (self._flow_auth or self._asks_again):
@@ -259,44 +271,61 @@ class Authenticator:
         pending: PendingFlow | None,
     ) -> Response:
         if pending is None:
-            given = httpx.Request(prepared.method, prepared.url, headers=list(prepared.headers))
+            given = httpx.Request(
+                prepared.method, self._parsed(prepared.url), headers=list(prepared.headers)
+            )
             original = tuple(given.headers.multi_items())
             flow = auth.async_auth_flow(given)
-            try:
-                yielded = await flow.__anext__()
-            except StopAsyncIteration:
-                return await exchange(prepared, body, request_id)  # a flow that sends nothing
         else:
             given, original, flow = pending.given, pending.original, pending.flow
-            yielded = pending.retry
         last: Response | None = None
         suspended = False
         try:
+            next_request = pending.retry if pending is not None else await _first(flow)
             for _ in range(MAX_FLOW_REQUESTS):
-                if yielded is given or (yielded.method, yielded.url) == (given.method, given.url):
+                if next_request is None:  # the flow is done
+                    break
+                if next_request is given or _same_target(next_request, given):
                     if last is not None and body is not None:
                         suspended = True
-                        pending = PendingFlow(flow, given, original, yielded)
+                        pending = PendingFlow(flow, given, original, next_request)
                         raise _refreshed(prepared, last, pending)
                     if last is not None:
                         logger.info("%s %s: sent again, as auth= asks", *_said(prepared))
-                    headers = _as_flow_left_them(prepared.headers, original, yielded)
+                    headers = _as_flow_left_them(prepared.headers, original, next_request)
                     last = await exchange(replace(prepared, headers=headers), body, request_id)
-                    answer = _as_httpx(last, yielded)
+                    answer = _as_httpx(last, next_request)
                 else:
-                    answer = await foreign(yielded)
-                try:
-                    yielded = await flow.asend(answer)
-                except StopAsyncIteration:
-                    break
+                    answer = await foreign(next_request)
+                next_request = await _next(flow, answer)
             else:
                 logger.warning("auth= asked for more than %d requests", MAX_FLOW_REQUESTS)
+            if last is None:  # a flow that never let tuspipe's request go: sent as it is
+                last = await exchange(prepared, body, request_id)
         finally:
             if not suspended:
                 await flow.aclose()
-        if last is None:
-            raise UsageError("the auth= flow ended without sending tuspipe's request")
         return last
+
+
+async def _first(flow: AsyncGenerator[httpx.Request, httpx.Response]) -> httpx.Request | None:
+    try:
+        return await flow.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _next(
+    flow: AsyncGenerator[httpx.Request, httpx.Response], answer: httpx.Response
+) -> httpx.Request | None:
+    try:
+        return await flow.asend(answer)
+    except StopAsyncIteration:
+        return None
+
+
+def _same_target(request: httpx.Request, given: httpx.Request) -> bool:
+    return (request.method, request.url) == (given.method, given.url)
 
 
 def _said(request: Request) -> tuple[str, str]:
