@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -95,10 +95,16 @@ class Gate:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
 
 
-class RefreshingAuth(httpx.Auth):
-    """An auth flow that takes a new token from the gate when the server refuses one."""
+class Issuer(Protocol):
+    """Where a caller gets tokens (a Gate here, the TokenProxy of tests.test_tokens)."""
 
-    def __init__(self, gate: Gate) -> None:
+    def issue(self) -> str: ...
+
+
+class RefreshingAuth(httpx.Auth):
+    """A caller's auth flow: a new token from the issuer when the server refuses one."""
+
+    def __init__(self, gate: Issuer) -> None:
         self.gate = gate
         self.token = gate.issue()
 
@@ -266,9 +272,10 @@ async def test_a_flow_may_not_change_tus_headers() -> None:
 
 
 class Tokens:
-    """A caller's token cache: a 401 (seen through on_response) makes it take a new one."""
+    """A caller's token cache for the function form and on_request: a 401, seen through
+    on_response, makes it take a new token before tuspipe asks again."""
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Issuer) -> None:
         self.gate = gate
         self.token = gate.issue()
         self.asked = 0

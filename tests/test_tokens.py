@@ -20,19 +20,18 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import trio
 
 import tuspipe
-from tuspipe import OutgoingRequest
 
 from .conftest import MakeFile, TusServer, sha256_file
+from .test_auth import RefreshingAuth, Tokens
 from .tokenproxy import TokenProxy
 
 MiB = 1024 * 1024
@@ -50,41 +49,6 @@ async def gate(node_server: TusServer) -> AsyncIterator[TokenProxy]:
     assert port is not None
     async with TokenProxy(port, lifetime_requests=LIFETIME) as proxy:
         yield proxy
-
-
-class RefreshingAuth(httpx.Auth):
-    """A caller's auth flow: a new token from the gateway when the server refuses one."""
-
-    def __init__(self, gate: TokenProxy) -> None:
-        self.gate = gate
-        self.token = gate.issue()
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        response = yield request
-        if response.status_code == 401:
-            self.token = self.gate.issue()
-            request.headers["Authorization"] = f"Bearer {self.token}"
-            yield request
-
-
-class Tokens:
-    """A caller's token cache for the function form and on_request: a 401, seen through
-    on_response, makes it take a new token before tuspipe asks again."""
-
-    def __init__(self, gate: TokenProxy) -> None:
-        self.gate = gate
-        self.token = gate.issue()
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def on_request(self, request: OutgoingRequest) -> None:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-
-    def on_response(self, request: tuspipe.Request, response: tuspipe.Response) -> None:
-        if response.status_code == 401:
-            self.token = self.gate.issue()
 
 
 def credential_options(form: str, gate: TokenProxy) -> dict[str, Any]:

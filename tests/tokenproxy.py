@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import h11
 import trio
 
-from .threaded import ThreadedServer
+from .threaded import NurseryServer, ThreadedServer, listen
 from .tlsproxy import MAX_HEAD, ReceivedRequest, _Closed, _loopback_host, _next_event, _send
 
 __all__ = ["ThreadedTokenProxy", "TokenProxy"]
@@ -52,7 +48,7 @@ HISTORY = 10_000
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive"})
 
 
-class TokenProxy:
+class TokenProxy(NurseryServer):
     """A token-checking proxy from ``http://host:port`` to the upstream (see the module).
 
     Use it as ``async with TokenProxy(...) as proxy:``, or ``await nursery.start(proxy.run)``
@@ -117,12 +113,8 @@ class TokenProxy:
         """Listen and serve until :meth:`close` or cancellation; reports the port at start."""
         with trio.CancelScope() as run_scope:
             self._run_scope = run_scope
-            sock = trio.socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            await sock.bind((self.host, self._port))
-            sock.listen(128)
-            self._port = sock.getsockname()[1]
-            listener = trio.SocketListener(sock)
+            listener = await listen(self.host, self._port)
+            self._port = listener.socket.getsockname()[1]
             try:
                 async with trio.open_nursery() as nursery:
                     task_status.started(self.port)
@@ -134,27 +126,6 @@ class TokenProxy:
     def close(self) -> None:
         if self._run_scope is not None:
             self._run_scope.cancel()
-
-    @asynccontextmanager
-    async def _running(self) -> AsyncIterator[TokenProxy]:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
-            try:
-                yield self
-            finally:
-                nursery.cancel_scope.cancel()
-
-    async def __aenter__(self) -> TokenProxy:
-        self._context = self._running()
-        return await self._context.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await self._context.__aexit__(exc_type, exc, traceback)
 
     # -- what arrived --------------------------------------------------------------------
 
@@ -188,15 +159,7 @@ class TokenProxy:
             event = await _next_event(client, stream)
         if not isinstance(event, h11.Request):
             return False
-        record = ReceivedRequest(
-            connection=number,
-            method=event.method.decode("ascii", "replace"),
-            target=event.target.decode("ascii", "replace"),
-            headers=tuple(
-                (name.decode("latin-1").lower(), value.decode("latin-1"))
-                for name, value in event.headers.raw_items()
-            ),
-        )
+        record = ReceivedRequest.of(number, event)
         self._requests.append(record)
         if record.method == "POST" and urlsplit(record.target).path == "/token":
             await _drain(client, stream)

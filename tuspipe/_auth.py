@@ -45,7 +45,15 @@ from ._body import BodyPart
 from ._credentials import CREDENTIAL_HEADERS, scoped_credentials_may_go
 from ._errors import ResponseError, UsageError
 from ._hooks import OutgoingRequest, call_hook
-from ._protocol import RESERVED_HEADERS, Request, Response, error_for, origin, validate_headers
+from ._protocol import (
+    RESERVED_HEADERS,
+    Request,
+    Response,
+    answer_error,
+    error_for,
+    origin,
+    validate_headers,
+)
 
 __all__ = [
     "MAX_FLOW_REQUESTS",
@@ -128,18 +136,13 @@ class CredentialsRefreshed(ResponseError):
     """
 
     pending: PendingFlow | None = None
+    refused: tuple[Request, Response]  # the request and the answer that refused it
 
     def final(self) -> ResponseError:
         """The refusal as the plain ResponseError to raise when no more tries are allowed."""
-        return ResponseError(
-            f"{self.args[0]} (refused again after fresh credentials)",
-            status_code=self.status_code,
-            body=self.body,
-            headers=self.headers,
-            method=self.method,
-            url=self.url,
-            request_id=self.request_id,
-        )
+        request, response = self.refused
+        message = f"{self.args[0]} (refused again after fresh credentials)"
+        return answer_error(ResponseError, request, response, message)
 
 
 @dataclass
@@ -335,17 +338,9 @@ def _said(request: Request) -> tuple[str, str]:
 def _refreshed(
     request: Request, response: Response, pending: PendingFlow | None
 ) -> CredentialsRefreshed:
-    found = error_for(request, response)
-    error = CredentialsRefreshed(
-        found.args[0],
-        status_code=found.status_code,
-        body=found.body,
-        headers=found.headers,
-        method=found.method,
-        url=found.url,
-        request_id=found.request_id,
-    )
-    error.pending = pending
+    words = error_for(request, response).args[0]  # what the status table says of it
+    error = answer_error(CredentialsRefreshed, request, response, words)
+    error.pending, error.refused = pending, (request, response)
     return error
 
 
