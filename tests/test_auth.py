@@ -102,17 +102,20 @@ class Issuer(Protocol):
 
 
 class RefreshingAuth(httpx.Auth):
-    """A caller's auth flow: a new token from the issuer when the server refuses one."""
+    """A caller's auth flow: a new token from the issuer when the server refuses one (unless
+    another request took one meanwhile: requests run concurrently in parallel uploads)."""
 
     def __init__(self, gate: Issuer) -> None:
         self.gate = gate
         self.token = gate.issue()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self.token}"
+        sent = self.token
+        request.headers["Authorization"] = f"Bearer {sent}"
         response = yield request
         if response.status_code == 401:
-            self.token = self.gate.issue()
+            if self.token == sent:
+                self.token = self.gate.issue()
             request.headers["Authorization"] = f"Bearer {self.token}"
             yield request
 
@@ -296,7 +299,8 @@ class Tokens:
         self.on_request(request)
 
     def on_response(self, request: tuspipe.Request, response: tuspipe.Response) -> None:
-        if response.status_code == 401:
+        sent = dict(request.headers).get("Authorization")
+        if response.status_code == 401 and sent == f"Bearer {self.token}":
             self.token = self.gate.issue()
 
 

@@ -165,6 +165,29 @@ async def test_without_auth_the_expiry_is_fatal_and_named_then_auth_resumes(
     await delete(node_server, result.url)
 
 
+@pytest.mark.parametrize("form", ["httpx.Auth", "on_request"])
+async def test_a_parallel_upload_outlives_its_tokens(
+    form: str, tuspyserver_server: TusServer, make_file: MakeFile
+) -> None:
+    """Three parts at once, each refused in turn: concurrent refreshes do not undo each
+    other (each retry asks the flow or the hook afresh, after the HEAD)."""
+    port = urlsplit(tuspyserver_server.url).port
+    assert port is not None
+    path = make_file(24 * MiB)
+    async with TokenProxy(port, lifetime_requests=5) as proxy:
+        result = await tuspipe.upload_async(
+            path,
+            proxy.url_for("/files/"),
+            parallel=3,
+            chunk_size=2 * MiB,
+            journal=None,
+            **credential_options(form, proxy),
+        )
+        refused = proxy.refused()
+    assert len(refused) >= 3
+    assert tuspyserver_server.stored_sha256(result.url) == sha256_file(path)
+
+
 async def test_a_token_that_expires_by_time(node_server: TusServer, make_file: MakeFile) -> None:
     port = urlsplit(node_server.url).port
     assert port is not None

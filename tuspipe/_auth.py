@@ -22,10 +22,13 @@ After the answer:
 * Without a flow, a 401 asks ``auth=`` and ``on_request`` again and sends the request once
   more: the hook may hand out a fresh token by then (``on_response`` sees the 401 first).
 * A request whose body went out already cannot be sent again here (a body is a stream of file
-  spans, read once). Then :exc:`CredentialsRefreshed` is raised, carrying the waiting flow
-  (:class:`PendingFlow`): the caller recovers as from any failed PATCH (it asks the server
-  for its offset: the server is the authority on what it stored) and passes the flow back
-  with the next request (``pending=``), which the flow then sees as the retry it asked for.
+  spans, read once). Then :exc:`CredentialsRefreshed` is raised: the caller recovers as from
+  any failed PATCH (it asks the server for its offset: the server is the authority on what it
+  stored) and sends the request again, from there. That request runs the flow afresh, with
+  what the flow learnt (a new token, a digest challenge) kept on the ``httpx.Auth`` object, as
+  httpx's own auths and its documented refresh pattern keep it. (Resuming the old flow would
+  send the credentials it made before the HEAD in between, stale by then when concurrent
+  requests, the parts of a parallel upload, have refreshed them since.)
 
 Everything is bounded: a flow may yield at most :data:`MAX_FLOW_REQUESTS` requests per
 request of tuspipe's, and a hook is asked again once per request.
@@ -37,7 +40,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import httpx
 
@@ -62,7 +65,6 @@ __all__ = [
     "CredentialsRefreshed",
     "HTTPAuth",
     "HeadersFunction",
-    "PendingFlow",
     "RequestHook",
     "check_auth",
 ]
@@ -129,13 +131,12 @@ def check_auth(value: object) -> None:
 class CredentialsRefreshed(ResponseError):
     """The server refused the credentials, fresh ones are ready, but the request's body has
     been sent and cannot be sent again from here: send the request again (for a PATCH, once
-    the server has said its offset), passing :attr:`pending` along with it.
+    the server has said its offset).
 
     The status and body are the refusal's (401, usually). Raised by the transport only for
     requests with a body; the PATCH link and the creation POST handle it.
     """
 
-    pending: PendingFlow | None = None
     refused: tuple[Request, Response]  # the request and the answer that refused it
 
     def final(self) -> ResponseError:
@@ -143,19 +144,6 @@ class CredentialsRefreshed(ResponseError):
         request, response = self.refused
         message = f"{self.args[0]} (refused again after fresh credentials)"
         return answer_error(ResponseError, request, response, message)
-
-
-@dataclass
-class PendingFlow:
-    """An ``httpx.Auth`` flow waiting to send its retry of a request whose body is spent."""
-
-    flow: AsyncGenerator[httpx.Request, httpx.Response]
-    given: httpx.Request  # the request the flow was started with (it may change it in place)
-    original: tuple[tuple[str, str], ...]  # that request's headers before the flow saw them
-    retry: httpx.Request  # the retry the flow yielded
-
-    async def aclose(self) -> None:
-        await self.flow.aclose()
 
 
 class Authenticator:
@@ -188,7 +176,6 @@ class Authenticator:
         body: AsyncIterable[BodyPart] | None,
         exchange: Exchange,
         foreign: ForeignExchange,
-        pending: PendingFlow | None = None,
     ) -> Response:
         """Send `request` through `exchange` with fresh credentials (see the module).
 
@@ -201,15 +188,13 @@ class Authenticator:
         prepared, request_id = await self.prepare(request, credentials)
         if self._flow_auth is not None and credentials:
             return await self._send_with_flow(
-                self._flow_auth, prepared, request_id, body, exchange, foreign, pending
+                self._flow_auth, prepared, request_id, body, exchange, foreign
             )
-        if pending is not None:
-            await pending.aclose()
         response = await exchange(prepared, body, request_id)
         if response.status_code != 401 or not credentials or not self._asks_again:
             return response
         if body is not None:
-            raise _refreshed(prepared, response, None)
+            raise _refreshed(prepared, response)
         logger.info("%s %s was answered 401; asking for credentials again", *_said(request))
         prepared, request_id = await self.prepare(request, credentials)
         return await exchange(prepared, None, request_id)
@@ -271,28 +256,21 @@ class Authenticator:
         body: AsyncIterable[BodyPart] | None,
         exchange: Exchange,
         foreign: ForeignExchange,
-        pending: PendingFlow | None,
     ) -> Response:
-        if pending is None:
-            given = httpx.Request(
-                prepared.method, self._parsed(prepared.url), headers=list(prepared.headers)
-            )
-            original = tuple(given.headers.multi_items())
-            flow = auth.async_auth_flow(given)
-        else:
-            given, original, flow = pending.given, pending.original, pending.flow
+        given = httpx.Request(
+            prepared.method, self._parsed(prepared.url), headers=list(prepared.headers)
+        )
+        original = tuple(given.headers.multi_items())
+        flow = auth.async_auth_flow(given)
         last: Response | None = None
-        suspended = False
         try:
-            next_request = pending.retry if pending is not None else await _first(flow)
+            next_request = await _first(flow)
             for _ in range(MAX_FLOW_REQUESTS):
                 if next_request is None:  # the flow is done
                     break
                 if next_request is given or _same_target(next_request, given):
                     if last is not None and body is not None:
-                        suspended = True
-                        pending = PendingFlow(flow, given, original, next_request)
-                        raise _refreshed(prepared, last, pending)
+                        raise _refreshed(prepared, last)
                     if last is not None:
                         logger.info("%s %s: sent again, as auth= asks", *_said(prepared))
                     headers = _as_flow_left_them(prepared.headers, original, next_request)
@@ -306,8 +284,7 @@ class Authenticator:
             if last is None:  # a flow that never let tuspipe's request go: sent as it is
                 last = await exchange(prepared, body, request_id)
         finally:
-            if not suspended:
-                await flow.aclose()
+            await flow.aclose()
         return last
 
 
@@ -335,12 +312,10 @@ def _said(request: Request) -> tuple[str, str]:
     return request.method, request.url
 
 
-def _refreshed(
-    request: Request, response: Response, pending: PendingFlow | None
-) -> CredentialsRefreshed:
+def _refreshed(request: Request, response: Response) -> CredentialsRefreshed:
     words = error_for(request, response).args[0]  # what the status table says of it
     error = answer_error(CredentialsRefreshed, request, response, words)
-    error.pending, error.refused = pending, (request, response)
+    error.refused = (request, response)
     return error
 
 

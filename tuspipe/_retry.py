@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import trio
 
-from ._auth import CredentialsRefreshed, PendingFlow
+from ._auth import CredentialsRefreshed
 from ._body import BodyPart
 from ._bodylimits import BodyLimits
 from ._errors import (
@@ -236,27 +236,20 @@ async def create_with_retries(
     orphan for the server to expire, which beats giving up the whole upload.
     """
 
-    pending: PendingFlow | None = None
     refreshes = 0
 
     async def attempt() -> tuple[str, Response]:
-        nonlocal pending, refreshes
+        nonlocal refreshes
         while True:
-            given, pending = pending, None
             try:
                 # A fresh body for every try: a stream consumed by a failed try cannot be sent
                 # again.
-                response = await transport.send(
-                    request, body() if body is not None else None, pending=given
-                )
+                response = await transport.send(request, body() if body is not None else None)
             except CredentialsRefreshed as refreshed:
                 # Nothing was created: the POST goes again, with the new credentials.
                 refreshes += 1
                 if refreshes > MAX_CREDENTIAL_REFRESHES:
-                    if refreshed.pending is not None:
-                        await refreshed.pending.aclose()
                     raise refreshed.final() from refreshed
-                pending = refreshed.pending
                 continue
             upload_url = parse_creation(
                 request, response, allow_insecure_location=allow_insecure_location
@@ -273,8 +266,7 @@ class RetryingLink:
 
     A PATCH refused for its credentials (:exc:`~tuspipe._auth.CredentialsRefreshed`: fresh
     ones are ready) is recovered from the same way, without a wait and without counting
-    against `policy`: the next PATCH, from the server's offset, carries the new credentials
-    (and goes to the auth flow that asked for it).
+    against `policy`: the next PATCH, from the server's offset, carries the new credentials.
     """
 
     def __init__(
@@ -292,11 +284,9 @@ class RetryingLink:
         self._policy = policy
         self._failures = 0  # consecutive failed tries since the offset last advanced
         self._refreshes = 0  # PATCHes refused for their credentials since then
-        self._pending: PendingFlow | None = None  # the auth flow waiting for the next PATCH
 
     async def send(self, request: Request, body: AsyncIterable[BodyPart]) -> Response:
-        pending, self._pending = self._pending, None
-        return await self._transport.send(request, body, pending=pending)
+        return await self._transport.send(request, body)
 
     def progressed(self, body: int) -> None:
         self._failures = self._refreshes = 0
@@ -325,17 +315,13 @@ class RetryingLink:
         if isinstance(error, CredentialsRefreshed):
             self._refreshes += 1
             if self._refreshes > MAX_CREDENTIAL_REFRESHES:
-                if error.pending is not None:
-                    await error.pending.aclose()
                 raise error.final() from error
             logger.info(
                 "PATCH at offset %d was refused (%d); sending it again with fresh credentials",
                 acknowledged,
                 error.status_code,
             )
-            offset = await self._offset_after_failure(acknowledged, sent_up_to)
-            self._pending = error.pending
-            return offset
+            return await self._offset_after_failure(acknowledged, sent_up_to)
         if not self._policy.allows(error, self._failures):
             raise error
         self._failures += 1

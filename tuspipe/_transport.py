@@ -25,7 +25,6 @@ from ._auth import (
     Authenticator,
     AuthTypes,
     HTTPAuth,
-    PendingFlow,
     RequestHook,
     check_auth,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "CertTypes",
     "HTTPAuth",
     "HTTPClient",
-    "PendingFlow",
     "RequestHook",
     "ResponseHook",
     "Transport",
@@ -349,17 +347,13 @@ class Transport:
         self,
         request: Request,
         body: AsyncIterable[BodyPart] | None = None,
-        *,
-        pending: PendingFlow | None = None,
     ) -> Response:
         """Send `request` (streaming `body` if given) and return the server's answer.
 
         File spans in `body` go out with ``sendfile()`` where the connection allows (see
         :mod:`tuspipe._zerocopy`), and are read into memory where it does not. With ``auth=``,
         ``on_request`` or ``request_id=``, the request gets its credentials and headers first,
-        and a 401 may be answered by sending it again (see :mod:`tuspipe._auth`); `pending` is
-        the auth flow a :exc:`~tuspipe._auth.CredentialsRefreshed` handed back, to which this
-        request is the retry it asked for.
+        and a 401 may be answered by sending it again (see :mod:`tuspipe._auth`).
 
         Raises NetworkError or NetworkTimeoutError when no answer arrives; CredentialsRefreshed
         when `request`, which has a body, must be sent again with fresh credentials.
@@ -368,7 +362,7 @@ class Transport:
         if self._authenticator is None:
             return await self._send_prepared(request, body)
         return await self._authenticator.send(
-            request, body, self._send_prepared, self._send_for_auth, pending
+            request, body, self._send_prepared, self._send_for_auth
         )
 
     async def _send_prepared(
