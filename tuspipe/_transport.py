@@ -21,13 +21,7 @@ from typing import Union
 import httpx
 import trio
 
-from ._auth import (
-    Authenticator,
-    AuthTypes,
-    HTTPAuth,
-    RequestHook,
-    check_auth,
-)
+from ._auth import Authenticator, AuthTypes, HTTPAuth, RequestHook, check_auth
 from ._body import BodyPart
 from ._errors import (
     NetworkError,
@@ -343,11 +337,7 @@ class Transport:
         if self._owns_client:
             await self._client.aclose()
 
-    async def send(
-        self,
-        request: Request,
-        body: AsyncIterable[BodyPart] | None = None,
-    ) -> Response:
+    async def send(self, request: Request, body: AsyncIterable[BodyPart] | None = None) -> Response:
         """Send `request` (streaming `body` if given) and return the server's answer.
 
         File spans in `body` go out with ``sendfile()`` where the connection allows (see
@@ -375,10 +365,8 @@ class Transport:
         method, headers = request.method, list(request.headers)
         if self._method_override and method in ("PATCH", "DELETE"):
             method, headers = "POST", [*headers, ("X-HTTP-Method-Override", request.method)]
-        if request_id is None:
-            logger.debug("%s %s", request.method, request.url)
-        else:
-            logger.debug("%s %s (X-Request-ID %s)", request.method, request.url, request_id)
+        tag = "" if request_id is None else f" (X-Request-ID {request_id})"
+        logger.debug("%s %s%s", request.method, request.url, tag)
         with (
             body_route(body is not None) as route,
             _mapped_errors(request.method, request.url, request_id),
@@ -418,16 +406,7 @@ class Transport:
             body=body_bytes,
             request_id=request_id,
         )
-        if request_id is None:
-            logger.debug("%s %s -> %d", request.method, request.url, response.status_code)
-        else:
-            logger.debug(
-                "%s %s -> %d (X-Request-ID %s)",
-                request.method,
-                request.url,
-                response.status_code,
-                request_id,
-            )
+        logger.debug("%s %s -> %d%s", request.method, request.url, response.status_code, tag)
         if self._on_response is not None:
             self._on_response(request, response)
         return response
