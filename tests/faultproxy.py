@@ -81,16 +81,15 @@ import struct
 import sys
 import termios
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
-from .threaded import ThreadedServer
+from .threaded import NurseryServer, ThreadedServer, listen
 
 __all__ = [
     "ConnectionRecord",
@@ -462,7 +461,7 @@ async def _drain(stream: trio.SocketStream, limit: float = 0.5) -> None:
             await trio.sleep(0.002)
 
 
-class FaultProxy:
+class FaultProxy(NurseryServer):
     """A trio TCP proxy from ``host:port`` (loopback) to ``upstream_host:upstream_port``.
 
     Use it as ``async with FaultProxy(...) as proxy:`` (it runs in a nursery of its own until
@@ -561,45 +560,10 @@ class FaultProxy:
         if self._run_scope is not None:
             self._run_scope.cancel()
 
-    @asynccontextmanager
-    async def _running(self) -> AsyncIterator[FaultProxy]:
-        error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
-            try:
-                yield self
-            except BaseException as exc:
-                # Raised again below, outside the nursery, so that it is not wrapped in an
-                # exception group.
-                error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-
-    async def __aenter__(self) -> FaultProxy:
-        self._context = self._running()
-        return await self._context.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await self._context.__aexit__(exc_type, exc, traceback)
-
     async def _listen(self) -> trio.SocketListener:
-        sock = trio.socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            await sock.bind((self.host, self._port))
-            sock.listen(128)
-        except BaseException:
-            sock.close()
-            raise
-        self._port = sock.getsockname()[1]
-        return trio.SocketListener(sock)
+        listener = await listen(self.host, self._port)
+        self._port = listener.socket.getsockname()[1]
+        return listener
 
     # -- controls ------------------------------------------------------------------------
 

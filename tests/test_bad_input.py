@@ -1094,8 +1094,8 @@ CASES: list[Case] = [
         )
         for status, error, text in (
             (400, ResponseError, "rejected the request as malformed"),
-            (401, ResponseError, "asks for authentication; pass credentials in headers="),
-            (403, ResponseError, "the server refused the request"),
+            (401, ResponseError, "asks for authentication, or refused the credentials sent"),
+            (403, ResponseError, "the server refused the request \\(forbidden\\)"),
             (413, UploadTooLargeError, "larger than the server accepts"),
             (415, ResponseError, "rejected the content type"),
         )

@@ -112,6 +112,7 @@ EXPECTED_ALL = [
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
+    "OutgoingRequest",
     "ProtocolError",
     "Request",
     "Response",

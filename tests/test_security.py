@@ -18,7 +18,7 @@ import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -527,6 +527,66 @@ async def test_credentials_go_along_on_the_same_origin(
         assert {request.method for request in requests} >= {"POST", "PATCH"}
         assert all(credential_values(request) == sent for request in requests)
     assert_stored(node_server, result.url, path)
+
+
+class BearerAuth(httpx.Auth):
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = CREDENTIALS["Authorization"]
+        yield request
+
+
+def with_cookie(request: tuspipe.OutgoingRequest) -> None:
+    request.headers["Cookie"] = CREDENTIALS["Cookie"]
+    request.headers["X-Trace"] = "t-2"
+
+
+@pytest.mark.parametrize("form", ["httpx.Auth", "function"])
+@pytest.mark.parametrize("allow", [False, True], ids=["same-origin-only", "allowed"])
+async def test_refreshed_credentials_follow_the_same_origin_rule(
+    form: str,
+    allow: bool,
+    pki: PKI,
+    pki_files: PKIFiles,
+    node_server: TusServer,
+    node_port: int,
+    make_file: MakeFile,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """auth= and the credential headers of on_request go where headers= would: to the
+    endpoint's origin, and elsewhere only with allow_cross_origin_credentials."""
+    path = make_file(300 * KiB)
+    caplog.set_level(logging.WARNING, logger="tuspipe")
+    auth: Any = BearerAuth() if form == "httpx.Auth" else lambda: dict(CREDENTIALS)
+    sent = {"authorization": CREDENTIALS["Authorization"], "cookie": CREDENTIALS["Cookie"]}
+    async with two_origins(pki, node_port) as (endpoint, uploads):
+        async with tuspipe.Client(
+            auth=auth,
+            on_request=with_cookie,
+            verify=str(pki_files.ca),
+            allow_cross_origin_credentials=allow,
+        ) as client:
+            first = await client.upload(
+                path, endpoint.url_for("/files/"), chunk_size=100 * KiB, stop_at=100 * KiB
+            )
+            result = await client.upload(path, endpoint.url_for("/files/"), chunk_size=100 * KiB)
+            # a single operation on a URL the caller names takes the credentials there
+            await client.upload_status(result.url)
+        assert result.url == first.url
+        assert result.url.startswith(uploads.origin)
+        for request in endpoint.received():
+            assert credential_values(request) == sent
+        elsewhere = uploads.received()
+        assert {request.method for request in elsewhere} >= {"HEAD", "PATCH"}
+        for request in elsewhere[:-1]:
+            assert credential_values(request) == (
+                sent if allow else {"authorization": None, "cookie": None}
+            )
+            assert request.header("x-trace") == "t-2"  # other headers go everywhere
+        assert credential_values(elsewhere[-1]) == sent  # the upload_status HEAD
+    assert_stored(node_server, result.url, path)
+    warned = any("another origin" in record.getMessage() for record in caplog.records)
+    assert warned is not allow
+    assert TOKEN not in caplog.text
 
 
 # ---- 4. at rest: the journal, and logs -----------------------------------------------------------

@@ -1,21 +1,24 @@
-"""Run a trio server (one of the test proxies) in a thread of its own, for blocking code.
+"""Run a trio server (one of the test proxies) in a thread of its own, for blocking code, or
+in a nursery of its own, for async tests.
 
 :class:`ThreadedServer` owns the thread, the trio run and the stopping; a subclass adds the
 server's controls, each run in the server's trio thread through :meth:`ThreadedServer._call`.
+:class:`NurseryServer` is a base for a server used as ``async with server:``.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from types import TracebackType
 from typing import ParamSpec, Protocol, Self, TypeVar
 
 import trio
 
-__all__ = ["Serving", "ThreadedServer"]
+__all__ = ["NurseryServer", "Serving", "ThreadedServer", "listen"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,6 +28,56 @@ class Serving(Protocol):
     """A server that listens once and reports its port when it is ready."""
 
     async def run(self, *, task_status: trio.TaskStatus[int] = ...) -> None: ...
+
+
+async def listen(host: str, port: int) -> trio.SocketListener:
+    """A listener on `host` (an IP literal) and `port` (0: a free one, see its socket)."""
+    sock = trio.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+class NurseryServer:
+    """A server that runs, as ``async with server:``, in a nursery of its own for the block.
+
+    A subclass provides :meth:`run`. An error raised in the block comes out as itself, not
+    wrapped in an exception group.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Self]:
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            try:
+                yield self
+            except BaseException as exc:
+                error = exc  # raised again outside the nursery
+            finally:
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def __aenter__(self) -> Self:
+        self._block: AbstractAsyncContextManager[Self] = self._running()
+        return await self._block.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return await self._block.__aexit__(exc_type, exc, traceback)
 
 
 class ThreadedServer:

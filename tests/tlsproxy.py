@@ -32,21 +32,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import h11
 import trio
 import trustme
 
-from .threaded import ThreadedServer
+from .threaded import NurseryServer, ThreadedServer, listen
 
 __all__ = [
     "PKI",
@@ -167,6 +165,19 @@ class ReceivedRequest:
     status: int | None = None  # the upstream's answer, once known
     location: str | None = None  # the Location sent back to the client, if any
 
+    @classmethod
+    def of(cls, connection: int, event: h11.Request) -> ReceivedRequest:
+        """The request h11 read on client connection number `connection`."""
+        return cls(
+            connection=connection,
+            method=event.method.decode("ascii", "replace"),
+            target=event.target.decode("ascii", "replace"),
+            headers=tuple(
+                (name.decode("latin-1").lower(), value.decode("latin-1"))
+                for name, value in event.headers.raw_items()
+            ),
+        )
+
     def header(self, name: str) -> str | None:
         """The value of header `name` (the last one when repeated), or None."""
         wanted = name.lower()
@@ -216,7 +227,7 @@ async def _send(connection: h11.Connection, stream: trio.abc.Stream, event: h11.
 # ---- the proxy ---------------------------------------------------------------------------------
 
 
-class TLSProxy:
+class TLSProxy(NurseryServer):
     """A TLS-terminating proxy from ``https://host:port`` to ``upstream_host:upstream_port``.
 
     Use it as ``async with TLSProxy(...) as proxy:`` (it runs in a nursery of its own until
@@ -318,44 +329,10 @@ class TLSProxy:
         if self._run_scope is not None:
             self._run_scope.cancel()
 
-    @asynccontextmanager
-    async def _running(self) -> AsyncIterator[TLSProxy]:
-        error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
-            try:
-                yield self
-            except BaseException as exc:
-                # Raised again outside the nursery, so it is not wrapped in an exception group.
-                error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-
-    async def __aenter__(self) -> TLSProxy:
-        self._context_manager = self._running()
-        return await self._context_manager.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await self._context_manager.__aexit__(exc_type, exc, traceback)
-
     async def _listen(self) -> trio.SocketListener:
-        sock = trio.socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            await sock.bind((self.host, self._port))
-            sock.listen(128)
-        except BaseException:
-            sock.close()
-            raise
-        self._port = sock.getsockname()[1]
-        return trio.SocketListener(sock)
+        listener = await listen(self.host, self._port)
+        self._port = listener.socket.getsockname()[1]
+        return listener
 
     # -- what was received ---------------------------------------------------------------
 
@@ -433,15 +410,7 @@ class TLSProxy:
             event = await _next_event(client, secure)
         if not isinstance(event, h11.Request):
             return False  # idle too long, closed (ConnectionClosed), or not a request
-        record = ReceivedRequest(
-            connection=number,
-            method=event.method.decode("ascii", "replace"),
-            target=event.target.decode("ascii", "replace"),
-            headers=tuple(
-                (name.decode("latin-1").lower(), value.decode("latin-1"))
-                for name, value in event.headers.raw_items()
-            ),
-        )
+        record = ReceivedRequest.of(number, event)
         self._requests.append(record)
         host = record.header("host") or ""
         with trio.fail_after(CONNECT_TIMEOUT):

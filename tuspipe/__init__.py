@@ -32,6 +32,7 @@ from ._errors import (
     UsageError,
     VersionMismatchError,
 )
+from ._hooks import OutgoingRequest
 from ._journal import Journal, JournalEntry, default_journal_path
 from ._operations import (
     create_upload,
@@ -85,6 +86,7 @@ __all__ = [
     "NetworkError",
     "NetworkTimeoutError",
     "OffsetMismatchError",
+    "OutgoingRequest",
     "ProtocolError",
     "Request",
     "Response",

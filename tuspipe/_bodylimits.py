@@ -82,6 +82,7 @@ class BodyLimits:
                     headers=error.headers,
                     method=error.method,
                     url=error.url,
+                    request_id=error.request_id,
                 ) from error
             raise UploadTooLargeError(message, url=url) from error
         limit = max(MIN_BODY_LIMIT, body // 2)

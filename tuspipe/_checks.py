@@ -18,12 +18,13 @@ from ._errors import UsageError
 from ._journal import Journal
 from ._protocol import choose_checksum, encode_metadata, validate_headers, validate_url
 from ._retry import RetryPolicy
-from ._transport import HTTPClient
+from ._transport import HTTPClient, check_auth
 from ._types import JournalOption
 
 __all__ = [
     "Check",
     "Option",
+    "auth_check",
     "callable_check",
     "checksum_check",
     "headers_check",
@@ -59,6 +60,10 @@ class Option:
 def callable_check(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise UsageError(f"{name} must be callable")
+
+
+def auth_check(name: str, value: object) -> None:
+    check_auth(value)
 
 
 def positive_int_check(name: str, value: object) -> None:

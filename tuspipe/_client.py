@@ -105,6 +105,9 @@ class Client:
             client=settings["http_client"],
             on_response=settings["on_response"],
             method_override=settings["method_override"],
+            auth=settings["auth"],
+            on_request=settings["on_request"],
+            request_id=settings["request_id"],
         )
         self._capabilities = CapabilityCache(self._transport, self._headers, self._retry)
 

@@ -15,7 +15,7 @@ caller's misuse, the local source, the network, and the server's answer are sepa
     │                             one: the URL's scheme is wrong (not retried)
     ├── TLSVerificationError      the server's certificate could not be verified (not retried)
     └── ResponseError             the server answered, and the answer ends the upload
-        │                         (.status_code, .body, .headers, .method, .url)
+        │                         (.status_code, .body, .headers, .method, .url, .request_id)
         ├── VersionMismatchError  412: the server does not speak tus 1.0.0
         ├── UploadNotFoundError   404 / 410 (and 403 on HEAD): the upload is gone
         ├── OffsetMismatchError   409: the server's offset differs from ours
@@ -108,6 +108,8 @@ class ResponseError(TusError):
         headers: the answer's headers, with lower-case names.
         method: the request's method ("POST", "PATCH", ...).
         url: the request's URL.
+        request_id: the request's ``X-Request-ID`` (with ``request_id=True``), else None;
+            the server's logs can be searched for it.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class ResponseError(TusError):
         headers: Mapping[str, str] | None = None,
         method: str = "",
         url: str = "",
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -126,11 +129,15 @@ class ResponseError(TusError):
         self.headers: Mapping[str, str] = dict(headers or {})
         self.method = method
         self.url = url
+        self.request_id = request_id
 
     def __str__(self) -> str:
         text = super().__str__()
+        named = f", X-Request-ID {self.request_id}" if self.request_id else ""
         if self.status_code:
-            text = f"{text} ({self.method} {self.url} answered {self.status_code})"
+            text = f"{text} ({self.method} {self.url} answered {self.status_code}{named})"
+        elif named:
+            text = f"{text} ({named[2:]})"
         # One line, whatever the body's layout (an HTML error page, say): errors are lines.
         quoted = " ".join(self.body[:_QUOTED_BODY_CHARS].decode("utf-8", "replace").split())
         if quoted:

@@ -36,6 +36,7 @@ from typing import Annotated, Any, TypedDict, TypeVar, cast, get_type_hints
 
 from ._checks import (
     Option,
+    auth_check,
     callable_check,
     checksum_check,
     headers_check,
@@ -54,7 +55,7 @@ from ._checks import (
 )
 from ._errors import TusError, UsageError
 from ._source import SourceLike
-from ._transport import CertTypes, HTTPClient, ResponseHook, VerifyTypes
+from ._transport import AuthTypes, CertTypes, HTTPClient, RequestHook, ResponseHook, VerifyTypes
 from ._types import (
     DEFAULT_READ_AHEAD,
     DEFAULT_READ_SIZE,
@@ -90,10 +91,42 @@ class ConnectionOptions(TypedDict, total=False):
         Mapping[str, str] | None,
         Option(
             None,
-            "extra headers for every request (authentication, say). Never journaled; "
-            "credential headers (Authorization, Cookie, Proxy-Authorization) go only to the "
-            "endpoint's origin.",
+            "extra headers for every request, the same throughout the call (for credentials "
+            "that expire, see auth= and on_request). Never journaled; credential headers "
+            "(Authorization, Cookie, Proxy-Authorization) go only to the endpoint's origin.",
             headers_check,
+        ),
+    ]
+    auth: Annotated[
+        AuthTypes | None,
+        Option(
+            None,
+            "credentials made for every request, as in httpx: an httpx.Auth (BasicAuth, "
+            "DigestAuth, or a subclass whose auth_flow refreshes a token on 401; the flow sees "
+            "method, URL and headers, never the body), a (user, password) pair, or a function "
+            "(plain or async) returning the headers to add, e.g. lambda: {'Authorization': "
+            "f'Bearer {token()}'}, asked again after a 401. Never journaled or logged; sent to "
+            "the endpoint's origin only.",
+            auth_check,
+        ),
+    ]
+    on_request: Annotated[
+        RequestHook | None,
+        Option(
+            None,
+            "called as on_request(request) (plain or async) before every request, with a "
+            "tuspipe.OutgoingRequest: its method and url, and headers it may change (not tus's "
+            "own, such as Upload-Offset: trying is a UsageError); asked again after a 401. "
+            "Credential headers it sets go to the endpoint's origin only.",
+            callable_check,
+        ),
+    ]
+    request_id: Annotated[
+        bool,
+        Option(
+            False,
+            "send an X-Request-ID (a new UUID) with every request, and name it in errors and "
+            "debug logs, so that a failure can be found in the server's logs.",
         ),
     ]
     journal: Annotated[
@@ -141,7 +174,7 @@ class ConnectionOptions(TypedDict, total=False):
         Option(
             None,
             "called as on_response(request, response) after every answer from the server "
-            "(tuspipe.Request and tuspipe.Response values).",
+            "(tuspipe.Request, as sent, and tuspipe.Response values).",
             callable_check,
         ),
     ]
@@ -198,9 +231,9 @@ class ConnectionOptions(TypedDict, total=False):
         bool,
         Option(
             False,
-            "send Authorization, Cookie and Proxy-Authorization from `headers` to upload "
-            "URLs on another origin than the endpoint (by default they stay with the "
-            "endpoint's origin).",
+            "send Authorization, Cookie and Proxy-Authorization (from headers=, auth= and "
+            "on_request) to upload URLs on another origin than the endpoint (by default they "
+            "stay with the endpoint's origin).",
         ),
     ]
     method_override: Annotated[

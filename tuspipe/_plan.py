@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._bodylimits import BodyLimits
+from ._credentials import CREDENTIAL_HEADERS, may_carry_credentials
 from ._errors import UsageError
 from ._journal import Journal
 from ._pipeline import PipelineSettings
-from ._protocol import origin
 from ._retry import RetryPolicy
 from ._types import ProgressCallback
 
@@ -47,18 +47,13 @@ class UploadPlan:
     terminate_on_cancel: bool = False
 
 
-# Headers that carry credentials: sent only to the origin of the endpoint they were given for.
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
 def headers_to(plan: UploadPlan, url: str) -> tuple[tuple[str, str], ...]:
     """The headers for a request to `url`: without credentials when `url` lies on another
-    origin than the endpoint the caller gave them for (unless the caller allows it)."""
-    if plan.allow_cross_origin_credentials or plan.url is None:
+    origin than the endpoint the caller gave them for (unless the caller allows it; the rule
+    is :func:`~tuspipe._credentials.may_carry_credentials`)."""
+    if may_carry_credentials(plan.url, url, plan.allow_cross_origin_credentials):
         return plan.headers
-    if origin(url) == origin(plan.url):
-        return plan.headers
-    kept = tuple(pair for pair in plan.headers if pair[0].lower() not in _CREDENTIAL_HEADERS)
+    kept = tuple(pair for pair in plan.headers if pair[0].lower() not in CREDENTIAL_HEADERS)
     if len(kept) != len(plan.headers):
         logger.warning(
             "%s is on another origin than %s: credentials in headers= are not sent there "

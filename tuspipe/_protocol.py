@@ -43,6 +43,7 @@ from ._status import Action, classify_status, meaning, shows_tus
 __all__ = [
     "CHECKSUM_ALGORITHMS",
     "OFFSET_CONTENT_TYPE",
+    "RESERVED_HEADERS",
     "TUS_VERSION",
     "Action",
     "Hasher",
@@ -51,6 +52,7 @@ __all__ = [
     "ServerCapabilities",
     "UploadStatus",
     "answer_error",
+    "check_header",
     "checksum_header",
     "choose_checksum",
     "classify_status",
@@ -81,9 +83,9 @@ __all__ = [
 TUS_VERSION = "1.0.0"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 
-# Headers the protocol layer owns: a caller may not set them through `headers=`, because a
-# wrong value would corrupt the upload or the request framing.
-_RESERVED_HEADERS = frozenset(
+# Headers the protocol layer owns (lower-case): a caller may not set them through `headers=`,
+# `on_request` or `auth=`, because a wrong value would corrupt the upload or the request framing.
+RESERVED_HEADERS = frozenset(
     {
         "content-length",
         "content-type",
@@ -135,11 +137,16 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """A server's answer: status, headers with lower-case names, and (part of) the body."""
+    """A server's answer: status, headers with lower-case names, and (part of) the body.
+
+    ``request_id`` is the ``X-Request-ID`` the request carried (``request_id=True``), so that
+    an error can name it; None otherwise.
+    """
 
     status_code: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,7 @@ def answer_error(
     error_type: type[_AnswerError], request: Request, response: Response, message: str
 ) -> _AnswerError:
     """`error_type` with `message`, carrying the answer's status, body and headers and the
-    request's method and URL."""
+    request's method, URL and X-Request-ID."""
     return error_type(
         message,
         status_code=response.status_code,
@@ -218,6 +225,7 @@ def answer_error(
         headers=response.headers,
         method=request.method,
         url=request.url,
+        request_id=response.request_id,
     )
 
 
@@ -252,6 +260,24 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
+def check_header(name: object, value: object) -> None:
+    """Raise UsageError unless `name` and `value` make a header a caller may set: a valid
+    name that is not one of :data:`RESERVED_HEADERS`, an ASCII value on one line."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise UsageError(f"header {name!r}: names and values must be str")
+    if not name or not name.isascii() or any(c in name for c in ' \t\r\n:()<>@,;\\"/[]?={}'):
+        raise UsageError(f"{name!r} is not a valid header name")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"the value of header {name!r} contains a line break or NUL")
+    if not value.isascii():
+        raise UsageError(
+            f"the value of header {name!r} is not ASCII; HTTP headers carry ASCII only, so "
+            "encode it first (percent-encoding or base64, as the server expects)"
+        )
+    if name.lower() in RESERVED_HEADERS:
+        raise UsageError(f"header {name!r} is set by tuspipe itself and cannot be overridden")
+
+
 def validate_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     """Check caller-supplied headers and return them as pairs.
 
@@ -262,23 +288,9 @@ def validate_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str]
         return ()
     if not isinstance(headers, Mapping):
         raise UsageError(f"headers must be a mapping of str to str, not {type(headers).__name__}")
-    pairs: list[tuple[str, str]] = []
     for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise UsageError(f"header {name!r}: names and values must be str")
-        if not name or not name.isascii() or any(c in name for c in ' \t\r\n:()<>@,;\\"/[]?={}'):
-            raise UsageError(f"{name!r} is not a valid header name")
-        if any(c in value for c in "\r\n\0"):
-            raise UsageError(f"the value of header {name!r} contains a line break or NUL")
-        if not value.isascii():
-            raise UsageError(
-                f"the value of header {name!r} is not ASCII; HTTP headers carry ASCII only, so "
-                "encode it first (percent-encoding or base64, as the server expects)"
-            )
-        if name.lower() in _RESERVED_HEADERS:
-            raise UsageError(f"header {name!r} is set by tuspipe itself and cannot be overridden")
-        pairs.append((name, value))
-    return tuple(pairs)
+        check_header(name, value)
+    return tuple(headers.items())
 
 
 # --------------------------------------------------------------------------------------------

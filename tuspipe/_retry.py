@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import trio
 
+from ._auth import CredentialsRefreshed
 from ._body import BodyPart
 from ._bodylimits import BodyLimits
 from ._errors import (
@@ -60,6 +61,11 @@ T = TypeVar("T")
 
 # A server may ask for any Retry-After; waiting longer than this is never what a user wants.
 MAX_RETRY_AFTER = 300.0
+
+# Times in a row a request with a body is sent again with fresh credentials (auth=,
+# on_request) after a 401, before the refusal is final: a token that is refused even when
+# fresh will be refused again.
+MAX_CREDENTIAL_REFRESHES = 3
 
 
 @dataclass(frozen=True)
@@ -230,13 +236,25 @@ async def create_with_retries(
     orphan for the server to expire, which beats giving up the whole upload.
     """
 
+    refreshes = 0
+
     async def attempt() -> tuple[str, Response]:
-        # A fresh body for every try: a stream consumed by a failed try cannot be sent again.
-        response = await transport.send(request, body() if body is not None else None)
-        upload_url = parse_creation(
-            request, response, allow_insecure_location=allow_insecure_location
-        )
-        return upload_url, response
+        nonlocal refreshes
+        while True:
+            try:
+                # A fresh body for every try: a stream consumed by a failed try cannot be sent
+                # again.
+                response = await transport.send(request, body() if body is not None else None)
+            except CredentialsRefreshed as refreshed:
+                # Nothing was created: the POST goes again, with the new credentials.
+                refreshes += 1
+                if refreshes > MAX_CREDENTIAL_REFRESHES:
+                    raise refreshed.final() from refreshed
+                continue
+            upload_url = parse_creation(
+                request, response, allow_insecure_location=allow_insecure_location
+            )
+            return upload_url, response
 
     return await retrying(attempt, policy, what=f"POST {request.url}")
 
@@ -244,7 +262,12 @@ async def create_with_retries(
 class RetryingLink:
     """The sender's link to one upload URL (:class:`tuspipe._stages.UploadLink`): PATCHes go
     through `transport`, and a failed one is recovered from under `policy` (a wait, then a
-    HEAD for the server's offset), with the tries counted since the offset last advanced."""
+    HEAD for the server's offset), with the tries counted since the offset last advanced.
+
+    A PATCH refused for its credentials (:exc:`~tuspipe._auth.CredentialsRefreshed`: fresh
+    ones are ready) is recovered from the same way, without a wait and without counting
+    against `policy`: the next PATCH, from the server's offset, carries the new credentials.
+    """
 
     def __init__(
         self,
@@ -260,12 +283,13 @@ class RetryingLink:
         self._headers = headers
         self._policy = policy
         self._failures = 0  # consecutive failed tries since the offset last advanced
+        self._refreshes = 0  # PATCHes refused for their credentials since then
 
     async def send(self, request: Request, body: AsyncIterable[BodyPart]) -> Response:
         return await self._transport.send(request, body)
 
     def progressed(self, body: int) -> None:
-        self._failures = 0
+        self._failures = self._refreshes = 0
         self._body_limits.accepted(self._url, body)
 
     def max_body(self) -> int | None:
@@ -288,6 +312,16 @@ class RetryingLink:
         Re-raises `error` when the policy does not allow another try. The offset the server
         reports must lie between what it acknowledged and what was sent to it.
         """
+        if isinstance(error, CredentialsRefreshed):
+            self._refreshes += 1
+            if self._refreshes > MAX_CREDENTIAL_REFRESHES:
+                raise error.final() from error
+            logger.info(
+                "PATCH at offset %d was refused (%d); sending it again with fresh credentials",
+                acknowledged,
+                error.status_code,
+            )
+            return await self._offset_after_failure(acknowledged, sent_up_to)
         if not self._policy.allows(error, self._failures):
             raise error
         self._failures += 1

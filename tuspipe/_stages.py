@@ -40,7 +40,7 @@ from ._protocol import (
     parse_patch,
     patch_request,
 )
-from ._source import Source, read_bytes, read_range, spans
+from ._source import Source, read_bytes, spans
 
 __all__ = [
     "Block",
@@ -307,8 +307,9 @@ class _BlockCursor:
     """The sender's view of the reader's block stream, plus re-reads of what it already took.
 
     The stream position is the offset of the next byte the stream will yield. Bytes the sender
-    needs below it were consumed by a PATCH the server did not fully store, so they are read
-    again from the source; stream bytes the server already holds are skipped.
+    needs below it were consumed by a PATCH the server did not fully store, so they are taken
+    again from the source (as spans of a file, like the reader's); stream bytes the server
+    already holds are skipped.
     """
 
     def __init__(self, blocks: ReceiveEnd[Block], source: Source, read_size: int) -> None:
@@ -359,8 +360,10 @@ class _BlockCursor:
     async def iter_bytes(self, start: int, end: int) -> AsyncIterator[BodyPart]:
         """Yield the source's bytes ``[start, end)``, which lie in one chunk."""
         position = self.position
-        async for reread in read_range(self._source, start, min(end, position), self._read_size):
-            yield reread
+        for reread, length in spans(start, min(end, position), self._read_size):
+            # Sent before, in a PATCH the server did not fully store (or refused): a file's
+            # bytes go again as spans, without being read, as they went the first time.
+            yield await _read_block(self._source, reread, length)
         offset = max(start, position)
         while offset < end:
             block = await self._peek()

@@ -83,10 +83,20 @@ ANSWERS: Mapping[tuple[str, int] | tuple[str, int, bool], Meaning] = {
     (ANY, 204): _SUCCESS,
     (ANY, 400): Meaning(Action.FATAL, message="the server rejected the request as malformed"),
     ("HEAD", 400, False): Meaning(Action.FATAL, message=_NOT_AN_UPLOAD),
+    # (Before a 401 is final, auth= and on_request are asked for fresh credentials: the
+    # transport does that; a 401 that comes back anyway lands here.)
     (ANY, 401): Meaning(
-        Action.FATAL, message="the server asks for authentication; pass credentials in headers="
+        Action.FATAL,
+        message="the server asks for authentication, or refused the credentials sent (an "
+        "expired token?); pass auth= (an httpx.Auth, or a function returning headers) or "
+        "on_request= to supply credentials that are refreshed before every request and "
+        "after a 401 (headers= stay as they were given)",
     ),
-    (ANY, 403): Meaning(Action.FATAL, message="the server refused the request"),
+    (ANY, 403): Meaning(
+        Action.FATAL,
+        message="the server refused the request (forbidden); if credentials expired, auth= "
+        "or on_request= can refresh them",
+    ),
     ("HEAD", 403): Meaning(
         Action.RECREATE, UploadNotFoundError, "the server refuses access to the upload"
     ),

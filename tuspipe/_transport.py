@@ -21,6 +21,7 @@ from typing import Union
 import httpx
 import trio
 
+from ._auth import Authenticator, AuthTypes, HTTPAuth, RequestHook, check_auth
 from ._body import BodyPart
 from ._errors import (
     NetworkError,
@@ -33,11 +34,15 @@ from ._protocol import Request, Response, origin
 from ._zerocopy import ZeroCopyTransport, body_route, route_body
 
 __all__ = [
+    "AuthTypes",
     "CertTypes",
+    "HTTPAuth",
     "HTTPClient",
+    "RequestHook",
     "ResponseHook",
     "Transport",
     "VerifyTypes",
+    "check_auth",
     "make_ssl_context",
 ]
 
@@ -108,35 +113,36 @@ def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) 
 
 
 @contextmanager
-def _mapped_errors(request: Request) -> Iterator[None]:
-    """Translate httpx's exceptions into tuspipe's tree; everything else passes untouched."""
+def _mapped_errors(method: str, url: str, request_id: str | None = None) -> Iterator[None]:
+    """Translate httpx's exceptions into tuspipe's tree; everything else passes untouched.
+
+    The messages name the request (`method` and `url`, and its X-Request-ID if any)."""
+    what = f"{method} {url}" + (f" (X-Request-ID {request_id})" if request_id else "")
     try:
         yield
     except _SchemeMismatchSuspected as suspected:
         raise SchemeMismatchError(
-            f"{request.method} {request.url} failed: {suspected.port} speaks TLS, so the URL does "
-            f"not look like a tus endpoint; use {_with_scheme(request.url, 'https')}"
+            f"{what} failed: {suspected.port} speaks TLS, so the URL does not look like a tus "
+            f"endpoint; use {_with_scheme(url, 'https')}"
         ) from suspected.__cause__
     except httpx.TimeoutException as exc:
-        raise NetworkTimeoutError(
-            f"{request.method} {request.url} timed out ({type(exc).__name__})"
-        ) from exc
+        raise NetworkTimeoutError(f"{what} timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         verification = _certificate_failure(exc)
         if verification is not None:
             raise TLSVerificationError(
-                f"{request.method} {request.url}: the server's TLS certificate could not be "
-                f"verified ({verification}); if it is signed by your own CA, pass "
-                "verify='ca.pem' (tuspipe --cacert ca.pem), or verify=False to skip the check"
+                f"{what}: the server's TLS certificate could not be verified ({verification}); "
+                "if it is signed by your own CA, pass verify='ca.pem' (tuspipe --cacert "
+                "ca.pem), or verify=False to skip the check"
             ) from exc
         if _is_plain_port(exc):
             raise SchemeMismatchError(
-                f"{request.method} {request.url} failed: the server at {_authority(request.url)} "
-                "does not speak TLS (it answered the handshake in plain text), so the URL does "
-                f"not look like a tus endpoint; use {_with_scheme(request.url, 'http')}"
+                f"{what} failed: the server at {_authority(url)} does not speak TLS (it "
+                "answered the handshake in plain text), so the URL does not look like a tus "
+                f"endpoint; use {_with_scheme(url, 'http')}"
             ) from exc
         detail = _tls_failure(exc) or str(exc) or type(exc).__name__
-        raise NetworkError(f"{request.method} {request.url} failed: {detail}") from exc
+        raise NetworkError(f"{what} failed: {detail}") from exc
 
 
 # What OpenSSL says when the server answers a TLS handshake with something else (plain HTTP).
@@ -255,6 +261,8 @@ class Transport:
         on_response: called as ``on_response(request, response)`` after every answer.
         method_override: send PATCH and DELETE as POST with ``X-HTTP-Method-Override``, for
             proxies that block those methods.
+        auth, on_request, request_id: credentials and headers made for every request (see
+            :mod:`tuspipe._auth`); with none of them, requests go out as they are given.
     """
 
     def __init__(
@@ -267,6 +275,9 @@ class Transport:
         client: httpx.AsyncClient | None = None,
         on_response: ResponseHook | None = None,
         method_override: bool = False,
+        auth: AuthTypes | None = None,
+        on_request: RequestHook | None = None,
+        request_id: bool = False,
     ) -> None:
         for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -303,6 +314,11 @@ class Transport:
             raise UsageError("on_response must be callable")
         self._on_response = on_response
         self._method_override = bool(method_override)
+        self._authenticator: Authenticator | None = None
+        if auth is not None or on_request is not None or request_id:
+            self._authenticator = Authenticator(
+                auth=auth, on_request=on_request, request_id=request_id
+            )
         # Origins that have answered through this transport (see send()).
         self._answered: set[tuple[str, str, int | None]] = set()
 
@@ -325,16 +341,36 @@ class Transport:
         """Send `request` (streaming `body` if given) and return the server's answer.
 
         File spans in `body` go out with ``sendfile()`` where the connection allows (see
-        :mod:`tuspipe._zerocopy`), and are read into memory where it does not.
+        :mod:`tuspipe._zerocopy`), and are read into memory where it does not. With ``auth=``,
+        ``on_request`` or ``request_id=``, the request gets its credentials and headers first,
+        and a 401 may be answered by sending it again (see :mod:`tuspipe._auth`).
 
-        Raises NetworkError or NetworkTimeoutError when no answer arrives. Exceptions raised
-        by `body` itself (a failing local read, say) propagate unchanged.
+        Raises NetworkError or NetworkTimeoutError when no answer arrives; CredentialsRefreshed
+        when `request`, which has a body, must be sent again with fresh credentials.
+        Exceptions raised by `body` itself (a failing local read, say) propagate unchanged.
         """
+        if self._authenticator is None:
+            return await self._send_prepared(request, body)
+        return await self._authenticator.send(
+            request, body, self._send_prepared, self._send_for_auth
+        )
+
+    async def _send_prepared(
+        self,
+        request: Request,
+        body: AsyncIterable[BodyPart] | None,
+        request_id: str | None = None,
+    ) -> Response:
+        """Send `request` as it is (see :meth:`send`)."""
         method, headers = request.method, list(request.headers)
         if self._method_override and method in ("PATCH", "DELETE"):
             method, headers = "POST", [*headers, ("X-HTTP-Method-Override", request.method)]
-        logger.debug("%s %s", request.method, request.url)
-        with body_route(body is not None) as route, _mapped_errors(request):
+        tag = "" if request_id is None else f" (X-Request-ID {request_id})"
+        logger.debug("%s %s%s", request.method, request.url, tag)
+        with (
+            body_route(body is not None) as route,
+            _mapped_errors(request.method, request.url, request_id),
+        ):
             http_request = self._client.build_request(
                 method,
                 request.url,
@@ -368,10 +404,23 @@ class Transport:
             status_code=http_response.status_code,
             headers={name.lower(): value for name, value in http_response.headers.items()},
             body=body_bytes,
+            request_id=request_id,
         )
-        logger.debug("%s %s -> %d", request.method, request.url, response.status_code)
+        logger.debug("%s %s -> %d%s", request.method, request.url, response.status_code, tag)
         if self._on_response is not None:
             self._on_response(request, response)
+        return response
+
+    async def _send_for_auth(self, http_request: httpx.Request) -> httpx.Response:
+        """Send a request an auth flow made itself (a token refresh, say) and read its
+        answer. Logged without its query, which may hold secrets."""
+        parts = urllib.parse.urlsplit(str(http_request.url))
+        where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        logger.debug("%s %s (a request of auth=)", http_request.method, where)
+        http_request.extensions.setdefault("timeout", self._timeout.as_dict())
+        with _mapped_errors(f"auth= {http_request.method}", where):
+            response = await self._client.send(http_request)
+        logger.debug("%s %s -> %d", http_request.method, where, response.status_code)
         return response
 
     async def _exchange(self, http_request: httpx.Request) -> httpx.Response:

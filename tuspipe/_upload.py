@@ -24,6 +24,7 @@ import trio
 from ._bodylimits import BodyLimits
 from ._capabilities import CapabilityCache
 from ._channels import ChannelStats
+from ._credentials import credential_scope
 from ._errors import (
     SourceChangedError,
     TusError,
@@ -134,7 +135,9 @@ async def upload_source(
     try:
         if opened.size is not None:
             stop_offset(stop_at, opened.size)  # fail before any traffic
-        return await run_upload(transport, known, opened, plan, stop_at)
+        # Credentials that the transport makes per request follow headers_to's rule too.
+        with credential_scope(plan.url, plan.allow_cross_origin_credentials):
+            return await run_upload(transport, known, opened, plan, stop_at)
     finally:
         opened.close()
 
