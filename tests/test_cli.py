@@ -910,6 +910,7 @@ def test_decode_metadata_value(value: bytes, decoded: tuple[str, str]) -> None:
 CLI_MODULES = [
     "_units",
     "_words",
+    "_token",
     "_exits",
     "_job",
     "_parser",

@@ -110,7 +110,13 @@ def test_chunk_size(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_credentials_for_a_401() -> None:
     said = through(lambda request: httpx.Response(401, headers={"Tus-Resumable": "1.0.0"}))
-    check(said, "headers=", "--header 'Authorization: ...'")
+    check(said, "auth= (an httpx.Auth", "TUSPIPE_TOKEN_COMMAND")
+    check(said, "on_request=", "--header 'Authorization: ...'")
+
+
+def test_credentials_for_a_403() -> None:
+    said = through(lambda request: httpx.Response(403, headers={"Tus-Resumable": "1.0.0"}))
+    check(said, "auth= or on_request=", "TUSPIPE_TOKEN_COMMAND can refresh them")
 
 
 def test_credentials_kept_from_another_origin(caplog: pytest.LogCaptureFixture) -> None:
@@ -167,8 +173,8 @@ def test_advice_without_a_flag_says_so(
 
 def test_every_rewording_is_exercised_above() -> None:
     # A rule whose words the library no longer says would rewrite nothing; the cases above
-    # make the library say each one (eleven rules, some checked twice).
-    assert len(REWORDINGS) == 12
+    # make the library say each one (thirteen rules, some checked twice).
+    assert len(REWORDINGS) == 13
 
 
 def run_cli(*arguments: object) -> subprocess.CompletedProcess[str]:

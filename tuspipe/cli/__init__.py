@@ -9,6 +9,10 @@ Output discipline: results (upload URLs, ``--json`` objects, ``info``/``status``
 to standard output; progress, warnings, errors and the resume hint go to standard error, so
 ``tuspipe upload --json ... > results.jsonl`` keeps a clean file while the terminal shows bars.
 
+Credentials: ``--header 'Authorization: ...'``, or from the environment (out of the shell's
+history and the resume hint): ``TUSPIPE_TOKEN`` (a bearer token) or ``TUSPIPE_TOKEN_COMMAND``
+(a command printing one, run again whenever the server refuses it: tokens that expire).
+
 FILE ``-`` uploads standard input: a pipe is read once, as it is uploaded (tus deferred length:
 the length is declared by the last PATCH), so its progress shows bytes and rate but no
 percentage until it ends, and it cannot be resumed; ``< file`` is uploaded like that file.
@@ -31,7 +35,8 @@ highest code of any file is the command's:
 ====  =====================================================================================
 
 The package's modules, each importing only those before it in this list: ``_units`` (sizes),
-``_words`` (the library's advice in flags), ``_exits`` (exit codes), ``_job`` (one file of an
+``_words`` (the library's advice in flags), ``_token`` (credentials from the environment:
+``TUSPIPE_TOKEN``, ``TUSPIPE_TOKEN_COMMAND``), ``_exits`` (exit codes), ``_job`` (one file of an
 upload), ``_parser`` (the arguments), ``_display`` (progress and messages), ``_plan`` (an
 upload command checked, and the command that resumes it), ``_upload`` (the upload command),
 ``_commands`` (info, status, delete, journal), ``_main`` (the entry point).

@@ -33,8 +33,8 @@ __all__ = [
     "logging_to",
     "make_display",
     "print_json",
-    "resuming_line",
     "report_failure",
+    "resuming_line",
     "write_line",
 ]
 

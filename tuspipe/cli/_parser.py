@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import tuspipe
 
 from ._exits import EXIT_CODES
+from ._token import TOKEN, TOKEN_COMMAND, credentials_from
 from ._units import ByteCount
 
 __all__ = ["DEFAULT_CONCURRENCY", "ENVIRONMENT", "build_parser", "connection_options"]
@@ -71,6 +73,10 @@ ENVIRONMENT: dict[str, str] = {
     "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY": "proxies, as curl and httpx read them",
     "SSL_CERT_FILE, SSL_CERT_DIR": "CA certificates trusted instead of certifi's bundle",
     "NO_COLOR": "progress bars without colours",
+    TOKEN: "a bearer token, sent as 'Authorization: Bearer TOKEN' (kept out of the shell's "
+    "history, ps and the resume hint)",
+    TOKEN_COMMAND: "a shell command that prints a bearer token; run before the first request "
+    "and again after the server refuses the token (401), for tokens that expire",
 }
 
 _EPILOG = (
@@ -322,7 +328,7 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
             raise tuspipe.UsageError("--key needs --cert (the certificate it belongs to)")
         cert = (args.cert, args.key)
     return {
-        "headers": headers,
+        **credentials_from(os.environ, headers),
         "verify": verify,
         "cert": cert,
         "timeout": args.timeout,

@@ -37,7 +37,17 @@ REWORDINGS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # sizes
         (r"Pass chunk_size=\d+ \(tuspipe --chunk-size (\S+)\)", r"Pass --chunk-size \1"),
         # credentials
-        (r"pass credentials in headers=", "pass credentials with --header 'Authorization: ...'"),
+        (
+            r"pass auth= \(an httpx\.Auth, or a function returning headers\) or on_request= to "
+            r"supply credentials that are refreshed before every request and after a 401 "
+            r"\(headers= stay as they were given\)",
+            "set TUSPIPE_TOKEN_COMMAND to a command that prints a fresh token (run again after "
+            "each 401), or give a fixed one in TUSPIPE_TOKEN or --header 'Authorization: ...'",
+        ),
+        (
+            r"if credentials expired, auth= or on_request= can refresh them",
+            "if credentials expired, TUSPIPE_TOKEN_COMMAND can refresh them",
+        ),
         (
             r"credentials in headers= are not sent there \(allow_cross_origin_credentials=True "
             r"sends them\)",
