@@ -95,9 +95,10 @@ def test_the_library_never_imports_its_own_front(module: str) -> None:
     assert "tuspipe" not in _internal(module)
 
 
-# The transport layer: the transport, its zero-copy connection pool, and its auth step
-# (_auth drives httpx.Auth flows for the requests that bypass httpx's client layers).
-_TRANSPORT_LAYER = {"tuspipe._transport", "tuspipe._zerocopy", "tuspipe._auth"}
+# The transport layer: the transport, its zero-copy request path, the connection pool under
+# it, and its auth step (_auth drives httpx.Auth flows for the requests that bypass httpx's
+# client layers).
+_TRANSPORT_LAYER = {"tuspipe._transport", "tuspipe._zerocopy", "tuspipe._pool", "tuspipe._auth"}
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

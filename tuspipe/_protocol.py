@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -242,6 +243,13 @@ def validate_url(url: str) -> str:
     """Return `url` if it is an absolute http(s) URL with a host; raise UsageError otherwise."""
     if not isinstance(url, str):
         raise UsageError(f"a URL must be a str, not {type(url).__name__}")
+    return _validated_url(url)
+
+
+# (Many uploads name one endpoint: it is parsed once. Only valid URLs are kept: an exception
+# is not cached.)
+@lru_cache(maxsize=1024)
+def _validated_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -254,6 +262,7 @@ def validate_url(url: str) -> str:
     return url
 
 
+@lru_cache(maxsize=1024)
 def origin(url: str) -> tuple[str, str, int | None]:
     """The origin of `url`: (scheme, lower-case host, port), what credentials are bound to."""
     parts = urlsplit(url)

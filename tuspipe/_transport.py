@@ -31,7 +31,13 @@ from ._errors import (
     UsageError,
 )
 from ._protocol import Request, Response, origin
-from ._zerocopy import ZeroCopyTransport, body_route, route_body
+from ._zerocopy import (
+    BareAnswer,
+    ZeroCopyTransport,
+    bare_path_allowed,
+    body_route,
+    route_body,
+)
 
 __all__ = [
     "AuthTypes",
@@ -296,6 +302,7 @@ class Transport:
             read=float(stall_timeout),
             write=float(stall_timeout),
         )
+        self._extensions = {"timeout": self._timeout.as_dict()}
         self._owns_client = client is None
         # tuspipe's own transport, when requests may go to it straight (see send()).
         self._direct: ZeroCopyTransport | None = None
@@ -309,6 +316,10 @@ class Transport:
                 client = httpx.AsyncClient(
                     verify=ssl_context, follow_redirects=False, transport=self._direct
                 )
+                self._direct.default_headers = {
+                    name.decode("ascii").lower(): (name, value)
+                    for name, value in client.headers.raw
+                }
         self._client = client
         if on_response is not None and not callable(on_response):
             raise UsageError("on_response must be callable")
@@ -371,15 +382,18 @@ class Transport:
             body_route(body is not None) as route,
             _mapped_errors(request.method, request.url, request_id),
         ):
-            http_request = self._client.build_request(
-                method,
-                request.url,
-                headers=headers,
-                content=None if body is None else route_body(body, route),
-                timeout=self._timeout,
-            )
+            content = None if body is None else route_body(body, route)
+            bare = self._bare_path(request.url)
             try:
-                http_response = await self._exchange(http_request)
+                if bare:
+                    answer = await self._direct_transport().send_bare(
+                        method, request.url, headers, content, self._extensions
+                    )
+                else:
+                    http_request = self._client.build_request(
+                        method, request.url, headers=headers, content=content, timeout=self._timeout
+                    )
+                    http_response = await self._exchange(http_request)
             except httpx.RemoteProtocolError as exc:
                 # A TLS server meets plain HTTP by hanging up. Only asked while the origin has
                 # never answered: a server that spoke plain HTTP before speaks it still.
@@ -392,17 +406,27 @@ class Transport:
                     raise _SchemeMismatchSuspected(_authority(request.url)) from exc
                 raise
             self._answered.add(origin(request.url))
-            try:
-                if http_response.is_stream_consumed:
-                    # Built in memory and already read (httpx.MockTransport, say): no stream.
-                    body_bytes = http_response.content[:MAX_RESPONSE_BODY]
-                else:
-                    body_bytes = await _read_limited(http_response.aiter_raw())
-            finally:
-                await http_response.aclose()
+            if bare:
+                status_code, answer_headers = answer.status_code, answer.headers()
+                if "set-cookie" in answer_headers:
+                    self._keep_cookies(method, request.url, answer)
+                body_bytes = await answer.read(MAX_RESPONSE_BODY)
+            else:
+                status_code = http_response.status_code
+                answer_headers = {
+                    name.lower(): value for name, value in http_response.headers.items()
+                }
+                try:
+                    if http_response.is_stream_consumed:
+                        # Built in memory and already read (httpx.MockTransport, say).
+                        body_bytes = http_response.content[:MAX_RESPONSE_BODY]
+                    else:
+                        body_bytes = await _read_limited(http_response.aiter_raw())
+                finally:
+                    await http_response.aclose()
         response = Response(
-            status_code=http_response.status_code,
-            headers={name.lower(): value for name, value in http_response.headers.items()},
+            status_code=status_code,
+            headers=answer_headers,
             body=body_bytes,
             request_id=request_id,
         )
@@ -423,20 +447,31 @@ class Transport:
         logger.debug("%s %s -> %d", http_request.method, where, response.status_code)
         return response
 
+    def _bare_path(self, url: str) -> bool:
+        """Whether a request to `url` goes straight to tuspipe's zero-copy transport, past
+        httpx's client (its Request and Response objects, auth, redirect and event-hook
+        machinery, which tuspipe does not use: a large share of a small request's cost).
+
+        Only on tuspipe's own client (so never through a proxy), while no server has set a
+        cookie (the client's cookie jar then takes the client's path, which sends cookies back),
+        and for URLs without credentials (user:password@ becomes Basic auth in httpx's
+        client)."""
+        return self._direct is not None and not self._client.cookies and bare_path_allowed(url)
+
+    def _direct_transport(self) -> ZeroCopyTransport:
+        assert self._direct is not None
+        return self._direct
+
+    def _keep_cookies(self, method: str, url: str, answer: BareAnswer) -> None:
+        """Keep the cookies a server set in an answer on the bare path (see _bare_path)."""
+        stand_in = httpx.Response(
+            answer.status_code, headers=answer.raw_headers, request=httpx.Request(method, url)
+        )
+        self._client.cookies.extract_cookies(stand_in)
+
     async def _exchange(self, http_request: httpx.Request) -> httpx.Response:
-        """Send `http_request`; the answer, its body still to be read."""
-        if self._direct is None or http_request.url.userinfo:
-            # (Credentials in the URL become Basic auth in the client's auth step.)
-            return await self._client.send(http_request, stream=True)
-        # Straight to the transport, past the client's auth, redirect and event-hook
-        # machinery that tuspipe does not use: a measurable share of a small request's
-        # cost. Only on tuspipe's own zero-copy client (so never through a proxy).
-        # Cookies still work: build_request() adds the client's, new ones are kept.
-        http_response = await self._direct.handle_async_request(http_request)
-        http_response.request = http_request
-        if "set-cookie" in http_response.headers:
-            self._client.cookies.extract_cookies(http_response)
-        return http_response
+        """Send `http_request` through the client's layers; the answer, body still unread."""
+        return await self._client.send(http_request, stream=True)
 
 
 async def _read_limited(stream: AsyncIterator[bytes]) -> bytes:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextvars
 import os
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,8 +38,17 @@ import httpx
 import trio
 
 from ._body import BodyPart, FileSpan
+from ._pool import ConnectionPool
 
-__all__ = ["BodyRoute", "ZeroCopyError", "ZeroCopyTransport", "body_route", "route_body"]
+__all__ = [
+    "BareAnswer",
+    "BodyRoute",
+    "ZeroCopyError",
+    "ZeroCopyTransport",
+    "bare_path_allowed",
+    "body_route",
+    "route_body",
+]
 
 
 class ZeroCopyError(RuntimeError):
@@ -278,7 +287,7 @@ _HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = 
 
 
 @contextmanager
-def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+def _as_httpx_errors(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
@@ -309,8 +318,11 @@ class ZeroCopyTransport(httpx.AsyncBaseTransport):
     file spans with ``sendfile()``. HTTP/1.1 only, like tuspipe's requests."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        #: The headers every request starts from (the client's, for send_bare), by lower-case
+        #: name, in order.
+        self.default_headers: dict[str, tuple[bytes, bytes]] = {}
         # The connection limits of httpx's own default transport.
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = ConnectionPool(
             ssl_context=ssl_context,
             max_connections=100,
             max_keepalive_connections=20,
@@ -345,3 +357,128 @@ class ZeroCopyTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+    async def send_bare(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        content: AsyncIterable[bytes] | None,
+        extensions: dict[str, Any],
+    ) -> BareAnswer:
+        """Send a request without building httpx's Request and Response objects.
+
+        The request leaves with the headers httpx would give it (those of `default_headers`,
+        then Host and the framing headers, see :meth:`_head`); the answer's body is left for
+        :meth:`BareAnswer.read`. Raises httpx's exceptions, as :meth:`handle_async_request`.
+        """
+        target = _target(url)
+        core_request = httpcore.Request(
+            method=method,
+            url=target.core_url,
+            headers=self._head(method, target.netloc, headers, content is not None),
+            content=content,
+            extensions=extensions,
+        )
+        with _as_httpx_errors(None):
+            core_response = await self._pool.handle_async_request(core_request)
+        return BareAnswer(core_response)
+
+    def _head(
+        self, method: str, netloc: bytes, headers: Sequence[tuple[str, str]], has_body: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """The request's header lines as httpx writes them: ``Host`` (and ``Content-Length:
+        0`` for a bodiless POST or PATCH) first, then the client's default headers but those
+        `headers` replace, then `headers` (and ``Transfer-Encoding: chunked`` for a body of
+        unannounced length)."""
+        names = {name.lower() for name, _ in headers}
+        framed = "content-length" in names or "transfer-encoding" in names
+        lines = [(b"Host", netloc)]
+        if not framed and not has_body and method in ("POST", "PUT", "PATCH"):
+            lines.append((b"Content-Length", b"0"))
+        lines.extend(line for key, line in self.default_headers.items() if key not in names)
+        lines.extend((name.encode("ascii"), value.encode("ascii")) for name, value in headers)
+        if has_body and not framed:
+            lines.append((b"Transfer-Encoding", b"chunked"))
+        return lines
+
+
+class BareAnswer:
+    """An answer to :meth:`ZeroCopyTransport.send_bare`: status and headers, body unread."""
+
+    def __init__(self, response: httpcore.Response) -> None:
+        self.status_code = response.status
+        self.raw_headers: list[tuple[bytes, bytes]] = response.headers
+        self._response = response
+
+    def headers(self) -> dict[str, str]:
+        """The headers with lower-case names, repeated ones joined with ", ", decoded as httpx
+        decodes them (ASCII, else UTF-8, else ISO-8859-1, for all alike)."""
+        encoding = _header_encoding(self.raw_headers)
+        decoded: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            key = name.decode(encoding).lower()
+            text = value.decode(encoding)
+            decoded[key] = f"{decoded[key]}, {text}" if key in decoded else text
+        return decoded
+
+    async def read(self, limit: int) -> bytes:
+        """At most `limit` bytes of the body (the rest is read and dropped); then closes it."""
+        parts: list[bytes] = []
+        kept = 0
+        try:
+            with _as_httpx_errors(None):
+                async for part in self._response.aiter_stream():
+                    if kept < limit:
+                        parts.append(part[: limit - kept])
+                        kept += len(parts[-1])
+        finally:
+            with _as_httpx_errors(None):
+                await self._response.aclose()
+        return b"".join(parts)
+
+
+def _header_encoding(headers: list[tuple[bytes, bytes]]) -> str:
+    for encoding in ("ascii", "utf-8"):
+        try:
+            for name, value in headers:
+                name.decode(encoding)
+                value.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    return "iso-8859-1"
+
+
+class _Target:
+    """What a URL string means for a request: httpcore's URL, the Host header, and whether
+    it carries credentials (user:password@, which only httpx's client turns into auth)."""
+
+    __slots__ = ("core_url", "has_userinfo", "netloc")
+
+    def __init__(self, url: str) -> None:
+        parsed = httpx.URL(url)
+        self.core_url = httpcore.URL(
+            scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+        )
+        self.netloc = parsed.netloc
+        self.has_userinfo = bool(parsed.userinfo)
+
+
+# URLs parsed once (an upload sends many requests to one URL); a bounded cache.
+_TARGETS: dict[str, _Target] = {}
+_MAX_TARGETS = 1024
+
+
+def _target(url: str) -> _Target:
+    target = _TARGETS.get(url)
+    if target is None:
+        if len(_TARGETS) >= _MAX_TARGETS:
+            _TARGETS.clear()
+        target = _TARGETS[url] = _Target(url)
+    return target
+
+
+def bare_path_allowed(url: str) -> bool:
+    """Whether a request to `url` may take :meth:`ZeroCopyTransport.send_bare`."""
+    return not _target(url).has_userinfo
