@@ -304,7 +304,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _progress(number: int, total: int, run: RunResult) -> str:
     setting = run.setting
-    head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<44}"
+    head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<50}"
     if not run.ok:
         return f"{head} FAILED: {(run.error or '').splitlines()[0]}"
     speed = f"{run.mb_per_s or 0:7.0f} MB/s"
