@@ -13,6 +13,8 @@ import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import tuspipe
+
 from ._report import Summary, bottleneck, channel_names, vs_curl, vs_tuspy
 from ._runs import MiB, RunResult, Setting, format_size
 from ._worker import ChannelFigures
@@ -25,6 +27,7 @@ def _setting_columns(setting: Setting, size: int) -> list[object]:
     return [
         setting.workload,
         setting.client,
+        setting.loop,
         setting.chunk_label,
         "" if chunk_bytes is None else chunk_bytes,
         setting.checksum_label,
@@ -38,6 +41,7 @@ def _setting_columns(setting: Setting, size: int) -> list[object]:
 _SETTING_HEADER = [
     "workload",
     "client",
+    "loop",
     "chunk",
     "chunk_bytes",
     "checksum",
@@ -183,13 +187,23 @@ def plot_series(
 ) -> tuple[dict[str, list[tuple[float, float]]], dict[float, str]]:
     """Throughput against chunk size: one series per client and checksum, and tick labels.
 
-    The whole-file rows sit at x = the file size in MiB, labelled "whole".
+    The whole-file rows sit at x = the file size in MiB, labelled "whole". tuspipe's rows with
+    no settings (the defaults workload, under trio and under asyncio) are a point each, at
+    tuspipe's default chunk size (or the whole file, if that is smaller).
     """
     series: dict[str, list[tuple[float, float]]] = {}
     ticks: dict[float, str] = {}
     for row in rows:
         setting = row.setting
-        if setting.workload not in ("chunks", "checksums") or row.mb_per_s is None:
+        if row.mb_per_s is None:
+            continue
+        if setting.workload == "defaults" and setting.client == "tuspipe":
+            chunk = min(tuspipe.DEFAULT_CHUNK_SIZE, size)
+            x = chunk / MiB
+            ticks.setdefault(x, "whole" if chunk == size else format_size(chunk).replace(" ", ""))
+            series.setdefault(f"tuspipe defaults, {setting.loop}", []).append((x, row.mb_per_s))
+            continue
+        if setting.workload not in ("chunks", "checksums"):
             continue
         if setting.whole:
             x = size / MiB
@@ -215,7 +229,7 @@ def write_plot(
 ) -> str | None:
     """Write the PNG with :func:`benchmarks.plot.write_line_plot`; None, or why it was not."""
     if not series:
-        return "no chunks/checksums rows were measured"
+        return "no chunks, checksums or tuspipe defaults rows were measured"
     try:
         # matplotlib is the optional bench extra: without it the run still gives its figures.
         from benchmarks.plot import write_line_plot

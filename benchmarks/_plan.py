@@ -68,7 +68,12 @@ def plan_settings(
             f"{format_size(size)} file, so the same as the whole-file rows"
         )
     if "defaults" in workloads:
-        settings += [Setting("defaults", "tuspipe", bare=True), Setting("defaults", "tuspy")]
+        settings += [
+            Setting("defaults", "tuspipe", bare=True),
+            # The same call under asyncio (trio in guest mode), beside it (issue 13).
+            Setting("defaults", "tuspipe", bare=True, loop="asyncio"),
+            Setting("defaults", "tuspy"),
+        ]
         if curl is not None:
             settings.append(Setting("defaults", "curl"))
         else:
@@ -139,9 +144,11 @@ def _many_settings(
     left_out: list[str],
 ) -> list[Setting]:
     """The many-files rows: every concurrent client `concurrency` at a time, the tuspy loop
-    one file after another (tuspy has no concurrency of its own)."""
+    one file after another (tuspy has no concurrency of its own); tuspipe under trio and,
+    with the same settings, under asyncio."""
     settings = [
         Setting("many", "tuspipe", source="files", concurrency=concurrency),
+        Setting("many", "tuspipe", source="files", concurrency=concurrency, loop="asyncio"),
         Setting("many", "tuspy", source="files"),
     ]
     at_once = concurrency or DEFAULT_MANY_CONCURRENCY

@@ -209,6 +209,14 @@ def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
 
 
 def _detail(setting: Setting) -> str:
+    """What the row does beyond its columns; tuspipe under asyncio says so."""
+    what = _shape(setting)
+    if setting.loop == "trio":
+        return what
+    return f"{what}, under {setting.loop}" if what else f"under {setting.loop}"
+
+
+def _shape(setting: Setting) -> str:
     if setting.source == "files":
         what = {
             "httpx": "bare httpx POSTs",
@@ -293,7 +301,9 @@ def render_table(rows: Sequence[Summary], repeats: int) -> str:
         "curl: its whole process. proc CPU s: the whole child process, median. peak RSS: "
         "the child's own VmHWM, max over runs. x tuspy: tuspipe's speed / tuspy's in the "
         "same setting (files/s for many files). x curl: MB/s / curl's MB/s (files/s / curl "
-        "--parallel's for many files). runs: ok/total."
+        "--parallel's for many files). under asyncio: the same tuspipe call awaited in "
+        "asyncio.run (trio in guest mode on the asyncio loop); the other tuspipe rows are "
+        "the blocking call (trio.run). runs: ok/total."
     )
     return "\n".join(lines)
 
@@ -458,11 +468,13 @@ def _cpu_per_thing(row: Summary) -> str:
 
 
 def _vs_tuspipe(rows: Sequence[Summary], row: Summary) -> str:
-    """tuspipe's speed over this row's (tuspipe's own generator row for the bytes row)."""
-    if row.setting.client == "tuspipe" and row.setting.source != "bytes":
+    """tuspipe's speed (under trio) over this row's: tuspipe's own generator row for the
+    bytes row, the same call under trio for a row under asyncio."""
+    setting = row.setting
+    if setting.client == "tuspipe" and setting.source != "bytes" and setting.loop == "trio":
         return ""
-    source = "items" if row.setting.source == "bytes" else row.setting.source
-    mine = find_row(rows, workload=row.setting.workload, client="tuspipe", source=source)
+    source = "items" if setting.source == "bytes" else setting.source
+    mine = find_row(rows, workload=setting.workload, client="tuspipe", source=source, loop="trio")
     return "" if mine is None else _fmt(_ratio(mine.speed, row.speed), ".2f", "")
 
 
@@ -526,7 +538,8 @@ def render_small_table(
         "seconds: the upload call (curl --parallel: its whole process, start included). CPU s: "
         "user+sys CPU of the call (curl: its whole process, from wait4), per file or item "
         "beside it. tuspipe x: tuspipe's files/s over this row's (the bytes row: the item "
-        "generator's speed over the one bytes object's).",
+        "generator's speed over the one bytes object's; a row under asyncio: tuspipe's "
+        "files/s under trio over its own).",
         *notes,
     ]
     return "\n".join(lines)

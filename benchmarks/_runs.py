@@ -38,7 +38,7 @@ from ._curl import (
     write_many_config,
 )
 from ._http import LoopbackHttp, check_upload, create_upload, delete_upload
-from ._worker import ITEM_SIZE, ChannelFigures, peak_rss_kib
+from ._worker import ITEM_SIZE, LOOPS, ChannelFigures, peak_rss_kib
 
 __all__ = [
     "CLIENTS",
@@ -89,6 +89,9 @@ class Setting:
         bare: pass no settings at all (the "defaults" rows).
         concurrency: uploads at once in the many-files rows (tuspipe's ``upload_many``,
             aiotus, bare httpx, curl's ``--parallel-max``); None leaves tuspipe's default.
+        loop: the event loop tuspipe's call runs under: trio (the blocking call, ``trio.run``)
+            or asyncio (``asyncio.run`` of the async call: trio in guest mode on the asyncio
+            loop). Other clients are always "trio" here, which says nothing about them.
     """
 
     workload: str
@@ -102,6 +105,13 @@ class Setting:
     read_ahead: int | None = None
     bare: bool = False
     concurrency: int | None = None
+    loop: str = "trio"
+
+    def __post_init__(self) -> None:
+        if self.loop not in LOOPS:
+            raise ValueError(f"unknown event loop {self.loop!r}: choose from {', '.join(LOOPS)}")
+        if self.loop != "trio" and self.client != "tuspipe":
+            raise ValueError(f"only tuspipe runs under a chosen event loop, not {self.client}")
 
     @property
     def chunk_label(self) -> str:
@@ -129,11 +139,14 @@ class Setting:
             words.append("as one bytes object")
         elif self.source == "files" and self.concurrency is not None:
             words.append(f"{self.concurrency} at a time")
+        if self.loop != "trio":
+            words.append(f"under {self.loop}")
         return " ".join(words)
 
     @property
     def pair_key(self) -> tuple[object, ...]:
-        """Equal for the rows of different clients that measure the same thing."""
+        """Equal for the rows of different clients that measure the same thing (the event
+        loop is not part of it: tuspipe under asyncio is compared with tuspy as under trio)."""
         return (
             self.workload,
             self.chunk_label,
@@ -412,6 +425,7 @@ class Runner:
             "size": size,
             "items": self.data.items if setting.source in ITEM_SOURCES else 0,
             "options": options,
+            "loop": setting.loop,
         }
 
     def _run_worker(self, run: RunResult) -> list[str]:

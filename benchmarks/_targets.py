@@ -1,4 +1,4 @@
-"""The targets of issues 7 and 15, computed from one harness run's own rows.
+"""The targets of issues 7, 13 and 15, computed from one harness run's own rows.
 
 Each target prints PASS, FAIL or "not measured" (its rows were not run, or their runs failed)
 with the figures it was decided on, so a reader can check the verdict.
@@ -12,6 +12,13 @@ Issue 15 (small things): a stream of 200k 33-byte items from a generator in unde
 another count, the bound scales with it) and within 2x of the same bytes as one ``bytes``
 object; 1000 x 16 KiB files, tuspipe ``upload_many`` >= 5x a tuspy loop, >= 3x aiotus and
 >= 0.3x the ``curl --parallel`` ceiling in files/s.
+
+Issue 13 (asyncio): tuspipe under asyncio (the async call in ``asyncio.run``, trio in guest
+mode) within 10 % of the same call under trio, measured side by side in the same run: the
+1 GiB file with no settings in MB/s, and 1000 x 16 KiB files in files/s (ratio of the
+medians >= 0.9); the figures add both rows' CPU per GiB or per file.
+
+The targets of issues 7 and 15 compare tuspipe's rows under trio (its blocking calls).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from ._report import Summary, find_row, partner
 from ._runs import MiB, format_size
 
 __all__ = [
+    "ASYNCIO_TARGET",
     "ITEMS_SECONDS",
     "ITEMS_TARGET_COUNT",
     "RSS_TARGET_MIB",
     "TargetCheck",
+    "evaluate_loop_targets",
     "evaluate_small_targets",
     "evaluate_targets",
     "render_targets",
@@ -37,6 +46,8 @@ RSS_TARGET_MIB = 64.0
 #: Issue 15: this many small items from a generator in under ITEMS_SECONDS (scaled for others).
 ITEMS_TARGET_COUNT = 200_000
 ITEMS_SECONDS = 0.5
+#: Issue 13: tuspipe under asyncio reaches at least this fraction of its speed under trio.
+ASYNCIO_TARGET = 0.9
 
 
 @dataclass(frozen=True)
@@ -49,16 +60,25 @@ class TargetCheck:
 
 
 def _ratio_target(
-    name: str, mine: Summary | None, theirs: Summary | None, minimum: float, unit: str
+    name: str,
+    mine: Summary | None,
+    theirs: Summary | None,
+    minimum: float,
+    unit: str,
+    *,
+    names: tuple[str, str] | None = None,
 ) -> TargetCheck:
+    """PASS when `mine`'s speed is at least `minimum` times `theirs` (ratio of the medians);
+    the figures name the two rows by client, or by `names`."""
     if mine is None or theirs is None:
         return TargetCheck(name, "not measured", "its rows were not run")
     mine_speed, theirs_speed = mine.speed, theirs.speed
     if mine_speed is None or theirs_speed is None:
         return TargetCheck(name, "not measured", "its runs failed")
     ratio = mine_speed / theirs_speed
+    mine_name, theirs_name = names or (mine.setting.client, theirs.setting.client)
     figures = (
-        f"{mine.setting.client} {mine_speed:.0f} {unit} / {theirs.setting.client} "
+        f"{mine_name} {mine_speed:.0f} {unit} / {theirs_name} "
         f"{theirs_speed:.0f} {unit} = {ratio:.2f}x (target >= {minimum:g}x)"
     )
     return TargetCheck(name, "PASS" if ratio >= minimum else "FAIL", figures)
@@ -94,7 +114,7 @@ def _cpu_target(rows: Sequence[Summary]) -> TargetCheck:
     name = "tuspipe CPU s/GiB below tuspy's at every setting both have"
     pairs = []
     for row in rows:
-        if row.setting.client != "tuspipe":
+        if row.setting.client != "tuspipe" or row.setting.loop != "trio":
             continue
         tuspy = partner(rows, row, "tuspy")
         if tuspy is not None:
@@ -134,8 +154,8 @@ def _cpu_target(rows: Sequence[Summary]) -> TargetCheck:
 
 def evaluate_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
     """The six targets of issue 7, from this run's own rows."""
-    defaults_tuspipe = find_row(rows, workload="defaults", client="tuspipe")
-    many_tuspipe = find_row(rows, workload="many", client="tuspipe")
+    defaults_tuspipe = find_row(rows, workload="defaults", client="tuspipe", loop="trio")
+    many_tuspipe = find_row(rows, workload="many", client="tuspipe", loop="trio")
     many_tuspy = find_row(rows, workload="many", client="tuspy")
     many_name = "upload_many >= 5x a tuspy loop in files/s"
     if many_tuspipe is not None:
@@ -159,7 +179,12 @@ def evaluate_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
         _ratio_target(
             "8 MiB chunks + sha1: tuspipe >= 1.4x tuspy",
             find_row(
-                rows, workload="checksums", client="tuspipe", chunk_size=8 * MiB, checksum="sha1"
+                rows,
+                workload="checksums",
+                client="tuspipe",
+                chunk_size=8 * MiB,
+                checksum="sha1",
+                loop="trio",
             ),
             find_row(
                 rows, workload="checksums", client="tuspy", chunk_size=8 * MiB, checksum="sha1"
@@ -241,15 +266,15 @@ def _items_vs_bytes_target(items: Summary | None, whole: Summary | None) -> Targ
 
 def evaluate_small_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
     """The targets of issue 15, from this run's own rows."""
-    many = find_row(rows, workload="many", client="tuspipe")
+    many = find_row(rows, workload="many", client="tuspipe", loop="trio")
     what = "many small files"
     if many is not None:
         what = f"{many.files} x {format_size(many.bytes // max(1, many.files))}"
+    items = find_row(rows, workload="items", client="tuspipe", source="items", loop="trio")
     return [
-        _items_time_target(find_row(rows, workload="items", client="tuspipe", source="items")),
+        _items_time_target(items),
         _items_vs_bytes_target(
-            find_row(rows, workload="items", client="tuspipe", source="items"),
-            find_row(rows, workload="items", client="tuspipe", source="bytes"),
+            items, find_row(rows, workload="items", client="tuspipe", source="bytes", loop="trio")
         ),
         *(
             _ratio_target(
@@ -266,3 +291,48 @@ def evaluate_small_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
             )
         ),
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13
+# --------------------------------------------------------------------------------------------
+
+
+def _cpu_of(row: Summary) -> str:
+    """The row's CPU figure: per file for many files, per GiB otherwise; '-' if none."""
+    if row.setting.source == "files":
+        per = row.cpu_per_thing
+        return "-" if per is None else f"{per * 1e3:.3f} ms/file"
+    return "-" if row.cpu_per_gib is None else f"{row.cpu_per_gib:.2f} s/GiB"
+
+
+def _loop_target(rows: Sequence[Summary], workload: str) -> TargetCheck:
+    """tuspipe under asyncio >= ASYNCIO_TARGET x tuspipe under trio in `workload`."""
+    under_trio = find_row(rows, workload=workload, client="tuspipe", loop="trio")
+    under_asyncio = find_row(rows, workload=workload, client="tuspipe", loop="asyncio")
+    sized = under_trio or under_asyncio
+    if workload == "many":
+        unit = "files/s"
+        what = "many small files"
+        if sized is not None:
+            what = f"{sized.files} x {format_size(sized.bytes // max(1, sized.files))}"
+        call = "upload_many"
+    else:
+        unit = "MB/s"
+        what = "defaults" if sized is None else f"{format_size(sized.bytes)}, no settings"
+        call = "upload"
+    name = f"{what}: tuspipe {call} under asyncio >= {ASYNCIO_TARGET:g}x under trio in {unit}"
+    check = _ratio_target(
+        name, under_asyncio, under_trio, ASYNCIO_TARGET, unit, names=("asyncio", "trio")
+    )
+    if under_asyncio is None or under_trio is None or check.verdict == "not measured":
+        return check
+    cpu = f"CPU asyncio {_cpu_of(under_asyncio)}, trio {_cpu_of(under_trio)}"
+    figures = f"{check.figures}; {cpu}"
+    return TargetCheck(check.name, check.verdict, figures)
+
+
+def evaluate_loop_targets(rows: Sequence[Summary]) -> list[TargetCheck]:
+    """The targets of issue 13, from this run's own rows: the big file with no settings and
+    the many small files, each under asyncio against under trio."""
+    return [_loop_target(rows, "defaults"), _loop_target(rows, "many")]

@@ -33,10 +33,21 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
-__all__ = ["ITEM_SIZE", "ChannelFigures", "Upload", "main", "make_items", "peak_rss_kib"]
+if TYPE_CHECKING:
+    import tuspipe
+
+__all__ = [
+    "ITEM_SIZE",
+    "LOOPS",
+    "ChannelFigures",
+    "Upload",
+    "main",
+    "make_items",
+    "peak_rss_kib",
+]
 
 #: Bytes per block a generator source yields in the one-pass stream workload.
 STREAM_BLOCK = 1024 * 1024
@@ -46,6 +57,8 @@ STREAM_NAME = "stream.bin"
 ITEM_SIZE = 33
 #: Uploads at once in the concurrent many-files rows when the spec does not say.
 DEFAULT_CONCURRENCY = 8
+#: The event loops tuspipe's calls run under (the spec's ``loop``; see :func:`_tuspipe_calls`).
+LOOPS = ("trio", "asyncio")
 
 
 def make_items(count: int) -> list[bytes]:
@@ -110,19 +123,50 @@ def _tuspipe_result(result: Any, size: int) -> None:
         )
 
 
-def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
+class _TuspipeCalls(NamedTuple):
+    """tuspipe's two calls of the harness, made blocking on one event loop."""
+
+    upload: Callable[..., tuspipe.UploadResult]
+    upload_many: Callable[..., list[tuspipe.UploadOutcome]]
+
+
+def _tuspipe_calls(loop: str) -> _TuspipeCalls:
+    """``upload`` and ``upload_many`` run to the end under `loop` (one of ``LOOPS``).
+
+    trio: the blocking facade, ``trio.run`` over the async call (the rows as they always were).
+    asyncio: ``asyncio.run`` over the same async call, which runs the trio code in trio's guest
+    mode on the asyncio loop. Either way the timed call includes starting and closing its
+    event loop, which an application would do once; it is a millisecond or two.
+    """
     import tuspipe
 
+    if loop == "trio":
+        return _TuspipeCalls(tuspipe.upload, tuspipe.upload_many)
+    if loop == "asyncio":
+        import asyncio  # before the clock starts, as trio is
+
+        def upload(*args: Any, **kwargs: Any) -> tuspipe.UploadResult:
+            return asyncio.run(tuspipe.upload_async(*args, **kwargs))
+
+        def upload_many(*args: Any, **kwargs: Any) -> list[tuspipe.UploadOutcome]:
+            return asyncio.run(tuspipe.upload_many_async(*args, **kwargs))
+
+        return _TuspipeCalls(upload, upload_many)
+    raise ValueError(f"unknown event loop {loop!r}: choose from {', '.join(LOOPS)}")
+
+
+def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
     url: str = spec["url"]
     paths: list[str] = spec["paths"]
     options: dict[str, Any] = spec["options"]
     size: int = spec["size"]
     mode: str = spec["mode"]
+    calls = _tuspipe_calls(spec.get("loop", "trio"))
 
     if mode == "many":
 
         def upload_many() -> Upload:
-            outcomes = tuspipe.upload_many(
+            outcomes = calls.upload_many(
                 paths, url, metadata=lambda source: _metadata(str(source)), **options
             )
             failed = [outcome for outcome in outcomes if not outcome.ok]
@@ -141,7 +185,7 @@ def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
                     yield block
 
         def upload_generator() -> Upload:
-            result = tuspipe.upload(blocks(), url, metadata=_metadata(STREAM_NAME), **options)
+            result = calls.upload(blocks(), url, metadata=_metadata(STREAM_NAME), **options)
             _tuspipe_result(result, size)
             return Upload([result.url], _channel_figures([result]))
 
@@ -155,7 +199,7 @@ def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
         def upload_items() -> Upload:
             # A real generator (tuspipe cannot know its length), or the same bytes at once.
             source = body if mode == "bytes" else (item for item in items)
-            result = tuspipe.upload(source, url, metadata=_metadata(STREAM_NAME), **options)
+            result = calls.upload(source, url, metadata=_metadata(STREAM_NAME), **options)
             _tuspipe_result(result, size)
             return Upload([result.url], _channel_figures([result]))
 
@@ -165,16 +209,14 @@ def _prepare_tuspipe(spec: dict[str, Any]) -> UploadCall:
 
         def upload_pipe() -> Upload:
             # Standard input is the read end of a pipe the parent fills from the test file.
-            result = tuspipe.upload(
-                sys.stdin.buffer, url, metadata=_metadata(STREAM_NAME), **options
-            )
+            result = calls.upload(sys.stdin.buffer, url, metadata=_metadata(STREAM_NAME), **options)
             _tuspipe_result(result, size)
             return Upload([result.url], _channel_figures([result]))
 
         return upload_pipe
 
     def upload_file() -> Upload:
-        result = tuspipe.upload(paths[0], url, metadata=_metadata(paths[0]), **options)
+        result = calls.upload(paths[0], url, metadata=_metadata(paths[0]), **options)
         _tuspipe_result(result, size)
         return Upload([result.url], _channel_figures([result]))
 
@@ -408,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     SPEC keys: ``client`` (tuspipe, tuspy, aiotus, sendfile, httpx), ``mode`` (file, many,
     generator, pipe, items, bytes), ``url``, ``paths``, ``size`` (total bytes), ``items``
     (how many small items the items and bytes modes make), ``options`` (keyword arguments of
-    the call; ``concurrency`` for aiotus and httpx).
+    the call; ``concurrency`` for aiotus and httpx), ``loop`` (tuspipe only: trio, the default,
+    or asyncio).
     """
     spec_path, result_path = (sys.argv[1:] if argv is None else argv)[:2]
     spec: dict[str, Any] = json.loads(Path(spec_path).read_text(encoding="utf-8"))

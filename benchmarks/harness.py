@@ -1,4 +1,4 @@
-"""The benchmark harness of issues 7 and 15: ``python -m benchmarks`` (``--help`` lists the
+"""The benchmark harness of issues 7, 13 and 15: ``python -m benchmarks`` (``--help`` lists the
 options).
 
 It uploads the same data with tuspipe, tuspy 1.1.0 (aiotus 1.1.0 too, for many small files)
@@ -11,13 +11,14 @@ machine hits every client alike.
 
 Workloads (``--workloads``, default all):
 
-* ``defaults``: each client with no settings at all, and the ceiling (curl, sendfile);
+* ``defaults``: each client with no settings at all (tuspipe under trio and under asyncio),
+  and the ceiling (curl, sendfile);
 * ``chunks``: chunk sizes 1, 8, 64 MiB and the whole file, checksum off (tuspipe, tuspy);
 * ``checksums``: the same chunk sizes with sha1 (tuspipe, tuspy) and crc32 (tuspipe only);
 * ``parallel``: tuspipe with 1, 2 and 4 parts (needs the concatenation extension);
-* ``many``: 1000 files of 16 KiB, 8 at a time: ``tuspipe.upload_many``, aiotus on one
-  aiohttp session, bare httpx POSTs and ``curl --parallel`` POSTs (the ceiling), against a
-  loop of tuspy uploads;
+* ``many``: 1000 files of 16 KiB, 8 at a time: ``tuspipe.upload_many`` (and
+  ``upload_many_async`` under asyncio), aiotus on one aiohttp session, bare httpx POSTs and
+  ``curl --parallel`` POSTs (the ceiling), against a loop of tuspy uploads;
 * ``stream``: tuspipe reading a one-pass stream (a generator, a pipe) of the test file
   (needs creation-defer-length);
 * ``items``: tuspipe uploading 200k items of 33 bytes from a generator, and the same bytes
@@ -25,8 +26,8 @@ Workloads (``--workloads``, default all):
 
 The report: the machine, a table (MB/s, files/s, CPU s/GiB, peak RSS, ratios to tuspy and
 curl), the small-things table (seconds, files or items per second, CPU per file or item),
-the pipeline's channel statistics per tuspipe row, the targets of issues 7 and 15 (PASS/FAIL
-with the figures), and the files written: ``<out>/bench-<time>.csv`` (one line per run),
+the pipeline's channel statistics per tuspipe row, the targets of issues 7, 13 and 15
+(PASS/FAIL with the figures), and the files written: ``<out>/bench-<time>.csv`` (one line per run),
 ``...-summary.csv`` (one line per row), ``.png`` (throughput against chunk size) and ``.txt``
 (the report itself). ``--tune`` (see :mod:`benchmarks.tune`) sweeps tuspipe's settings.
 
@@ -61,7 +62,12 @@ from ._runs import (
     make_test_data,
 )
 from ._session import Report, describe_machine, load_average, open_server
-from ._targets import evaluate_small_targets, evaluate_targets, render_targets
+from ._targets import (
+    evaluate_loop_targets,
+    evaluate_small_targets,
+    evaluate_targets,
+    render_targets,
+)
 from ._worker import ITEM_SIZE
 from .tune import run_tune
 
@@ -140,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark tuspipe against tuspy 1.1.0 (and aiotus 1.1.0 for many small "
         "files) and a curl / sendfile() ceiling on one loopback tus server (the local discard "
         "sink unless --url), each run in a fresh process, interleaved; print a table, the "
-        "small-things table, the pipeline's channel statistics and the targets of issues 7 "
-        "and 15; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
+        "small-things table, the pipeline's channel statistics and the targets of issues 7, "
+        "13 and 15; write CSVs and a PNG plot. With --tune, sweep tuspipe's "
         "settings instead and recommend the fastest.",
         epilog=f"Workloads: {', '.join(WORKLOADS)}. Exit status: 0 when every run passed its "
         "checks (the targets do not change it), 1 when a run failed, 2 for bad arguments.",
@@ -298,7 +304,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _progress(number: int, total: int, run: RunResult) -> str:
     setting = run.setting
-    head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<44}"
+    head = f"  [{number:>3}/{total}] r{run.repeat + 1} {setting.label:<50}"
     if not run.ok:
         return f"{head} FAILED: {(run.error or '').splitlines()[0]}"
     speed = f"{run.mb_per_s or 0:7.0f} MB/s"
@@ -407,6 +413,9 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report.say()
     report.say(render_targets(evaluate_targets(rows)))
     report.say()
+    if "defaults" in args.workloads or "many" in args.workloads:
+        report.say(render_targets(evaluate_loop_targets(rows), issue=13))
+        report.say()
     if "many" in args.workloads or "items" in args.workloads:
         report.say(render_targets(evaluate_small_targets(rows), issue=15))
         report.say()

@@ -3,24 +3,32 @@
 The harness runs in a subprocess, as a user runs it, against the local discard sink: its
 exit status, the CSVs, the PNG and the printed blocks are checked. The pure parts (the plan,
 the schedule, the channel verdicts, the targets) are checked directly with made-up figures.
+tuspipe's rows under asyncio (issue 13) are run for real through the harness's runner, and
+their target is checked both ways with given figures.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import struct
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from benchmarks._files import write_runs_csv
-from benchmarks._http import NotLoopbackError, ServerInfo, require_loopback
+import benchmarks._runs
+from benchmarks._files import plot_series, write_runs_csv
+from benchmarks._http import LoopbackHttp, NotLoopbackError, ServerInfo, require_loopback
+from benchmarks._http import check_upload as harness_check
 from benchmarks._report import Summary, bottleneck
-from benchmarks._runs import MiB, RunResult, Setting
-from benchmarks._targets import evaluate_targets
-from benchmarks._worker import ChannelFigures, _channel_figures
+from benchmarks._runs import MiB, Runner, RunResult, Setting
+from benchmarks._runs import TestData as BenchData  # not a pytest class
+from benchmarks._targets import evaluate_loop_targets, evaluate_targets, render_targets
+from benchmarks._worker import LOOPS, ChannelFigures, _channel_figures, _tuspipe_calls
 from benchmarks.harness import plan_settings, schedule
 from benchmarks.sink import TusSink
 
@@ -56,12 +64,13 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
     assert "tuspy 1.1.0" in out
 
     expected = {
-        ("defaults", "tuspipe", "default", "off"),
-        ("defaults", "tuspy", "default", "off"),
-        ("defaults", "curl", "default", "off"),
-        ("defaults", "sendfile", "default", "off"),
+        ("defaults", "tuspipe", "trio", "default", "off"),
+        ("defaults", "tuspipe", "asyncio", "default", "off"),  # issue 13
+        ("defaults", "tuspy", "trio", "default", "off"),
+        ("defaults", "curl", "trio", "default", "off"),
+        ("defaults", "sendfile", "trio", "default", "off"),
         *(
-            (workload, client, chunk, checksum)
+            (workload, client, "trio", chunk, checksum)
             for workload, checksum, clients in (
                 ("chunks", "off", ("tuspipe", "tuspy")),
                 ("checksums", "sha1", ("tuspipe", "tuspy")),
@@ -70,14 +79,17 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
             for client in clients
             for chunk in ("8 MiB", "whole")
         ),
-        ("many", "tuspipe", "default", "off"),
-        ("many", "tuspy", "default", "off"),
-        ("many", "aiotus", "default", "off"),
-        ("many", "httpx", "default", "off"),  # the floor: bare httpx POSTs
-        ("many", "curl", "default", "off"),  # the ceiling: curl --parallel POSTs
+        ("many", "tuspipe", "trio", "default", "off"),
+        ("many", "tuspipe", "asyncio", "default", "off"),  # issue 13
+        ("many", "tuspy", "trio", "default", "off"),
+        ("many", "aiotus", "trio", "default", "off"),
+        ("many", "httpx", "trio", "default", "off"),  # the floor: bare httpx POSTs
+        ("many", "curl", "trio", "default", "off"),  # the ceiling: curl --parallel POSTs
     }
     runs = read_csv(runs_csv)
-    assert {(r["workload"], r["client"], r["chunk"], r["checksum"]) for r in runs} == expected
+    assert {
+        (r["workload"], r["client"], r["loop"], r["chunk"], r["checksum"]) for r in runs
+    } == expected
     assert len(runs) == len(expected)  # one repeat: one line per row
     for run in runs:
         assert run["ok"] == "1", run
@@ -92,8 +104,8 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
         else:
             assert run["bytes"] == str(12 * MiB)
     # tuspy sends the whole file in one PATCH from memory; tuspipe must not hold it.
-    by_key = {(r["workload"], r["client"], r["chunk"], r["checksum"]): r for r in runs}
-    assert float(by_key[("chunks", "tuspipe", "whole", "off")]["peak_rss_mib"]) < 64
+    by_key = {(r["workload"], r["client"], r["loop"], r["chunk"], r["checksum"]): r for r in runs}
+    assert float(by_key[("chunks", "tuspipe", "trio", "whole", "off")]["peak_rss_mib"]) < 64
 
     summary = read_csv(tmp_path / "runs-summary.csv")
     assert len(summary) == len(expected)
@@ -114,7 +126,14 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
     assert 200 <= height <= 3000
 
     assert re.search(r"^workload +client +chunk +checksum .*MB/s.*CPU s/GiB.*peak RSS", out, re.M)
-    targets = out[out.index("Targets (issue 7") : out.index("Targets (issue 15")]
+    # The asyncio rows sit beside tuspipe's, with their figures and CPU (issue 13).
+    assert re.search(
+        r"^defaults +tuspipe +default +off +no settings, under asyncio +\d+ ", out, re.M
+    )
+    assert re.search(
+        r"^many +tuspipe .* 8 at a time, under asyncio +\d+ +\d+ +[\d.]+ +[\d.]+ ", out, re.M
+    )
+    targets = out[out.index("Targets (issue 7") : out.index("Targets (issue 13")]
     verdicts = re.findall(r"^  (PASS|FAIL|not measured) +(.+)$", targets, re.M)
     assert len(verdicts) == 6, targets
     names = " | ".join(name for _, name in verdicts)
@@ -123,6 +142,19 @@ def test_benchmark_run_writes_table_csvs_png_and_targets(tmp_path: Path) -> None
     # Every row of these workloads ran, so every target has its figures.
     assert all(verdict != "not measured" for verdict, _ in verdicts), targets
     assert re.search(r"bare httpx POSTs \d+ files/s = [\d.]+x tuspy", targets), targets
+    loops = out[out.index("Targets (issue 13") : out.index("Targets (issue 15")]
+    verdicts = re.findall(r"^  (PASS|FAIL) +(.+)\n +(.+)$", loops, re.M)
+    assert [name for _, name, _ in verdicts] == [
+        "12 MiB, no settings: tuspipe upload under asyncio >= 0.9x under trio in MB/s",
+        "20 x 16 KiB: tuspipe upload_many under asyncio >= 0.9x under trio in files/s",
+    ], loops
+    units = ("MB/s", "s/GiB"), ("files/s", "ms/file")
+    for (_, _, figures), (speed, cpu) in zip(verdicts, units, strict=True):
+        assert re.fullmatch(
+            rf"asyncio \d+ {speed} / trio \d+ {speed} = [\d.]+x \(target >= 0.9x\); "
+            rf"CPU asyncio [\d.]+ {cpu}, trio [\d.]+ {cpu}",
+            figures,
+        ), figures
     assert f"PNG: {png}" in out
 
 
@@ -203,8 +235,16 @@ def test_the_plan_follows_what_the_server_offers() -> None:
         ),
         curl="/usr/bin/curl",
     )  # fmt: skip
-    clients = [s.client for s in full.settings if s.workload == "defaults"]
-    assert clients == ["tuspipe", "tuspy", "curl", "sendfile"]
+    clients = [(s.client, s.loop) for s in full.settings if s.workload == "defaults"]
+    assert clients == [
+        ("tuspipe", "trio"),
+        ("tuspipe", "asyncio"),  # the same call under asyncio, beside it (issue 13)
+        ("tuspy", "trio"),
+        ("curl", "trio"),
+        ("sendfile", "trio"),
+    ]
+    tuspipe_rows = [s for s in full.settings if s.workload == "defaults" and s.bare]
+    assert [s.tuspipe_options(16 * MiB) for s in tuspipe_rows] == [{}, {}]  # no settings
     assert [s.parallel for s in full.settings if s.workload == "parallel"] == [1, 2, 4]
     assert [s.source for s in full.settings if s.workload == "stream"] == ["generator", "pipe"]
     crc32 = [s for s in full.settings if s.checksum == "crc32"]
@@ -311,6 +351,8 @@ def _summary(setting: Setting, mb_per_s: float, cpu: float, rss: float = 40.0) -
 
 def test_targets_compare_the_rows_of_one_run() -> None:
     rows = [
+        # Listed first, and far off: the targets of issue 7 must take tuspipe under trio.
+        _summary(Setting("defaults", "tuspipe", bare=True, loop="asyncio"), 100, 2.0),
         _summary(Setting("defaults", "tuspipe", bare=True), 1300, 0.5),
         _summary(Setting("defaults", "tuspy"), 500, 0.9, rss=1100),
         _summary(Setting("defaults", "curl"), 2100, 0.3, rss=10),
@@ -334,6 +376,7 @@ def test_targets_compare_the_rows_of_one_run() -> None:
     cpu = next(check for name, check in verdicts.items() if "CPU" in name)
     assert cpu.verdict == "FAIL"
     assert "checksums 8 MiB sha1: 1.20 vs 1.10" in cpu.figures
+    assert cpu.figures.startswith("1 of 3 settings not below")  # the asyncio row is not one
 
 
 def test_the_runs_csv_carries_channel_statistics(tmp_path: Path) -> None:
@@ -343,6 +386,179 @@ def test_the_runs_csv_carries_channel_statistics(tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
     write_runs_csv(path, [run], MiB)
     (line,) = read_csv(path)
+    assert (line["client"], line["loop"]) == ("tuspipe", "trio")
     assert (line["ch_blocks_items"], line["ch_blocks_send_wait"]) == ("10", "0.5000")
     assert line["ch_blocks_receive_wait"] == "0.1250"
     assert float(line["mb_per_s"]) == pytest.approx(104.9, abs=0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# tuspipe under asyncio (issue 13)
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_event_loop_is_a_tuspipe_setting_and_the_label_names_it() -> None:
+    under_asyncio = Setting("many", "tuspipe", source="files", concurrency=8, loop="asyncio")
+    under_trio = replace(under_asyncio, loop="trio")
+    assert under_asyncio.label == "many tuspipe default off 8 at a time under asyncio"
+    assert under_trio.label == "many tuspipe default off 8 at a time"
+    # The same settings either way, and the same tuspy row to compare with.
+    assert under_asyncio.tuspipe_options(0) == under_trio.tuspipe_options(0)
+    assert under_asyncio.pair_key == Setting("many", "tuspy", source="files").pair_key
+    with pytest.raises(ValueError, match="only tuspipe runs under a chosen event loop"):
+        Setting("defaults", "tuspy", loop="asyncio")
+    with pytest.raises(ValueError, match="unknown event loop 'curio'"):
+        Setting("defaults", "tuspipe", loop="curio")
+
+
+def _loop_rows(defaults: tuple[float, float], many: tuple[float, float]) -> list[Summary]:
+    """tuspipe's defaults and many rows under trio and asyncio with the given speeds
+    (MB/s, files/s), each pair (trio, asyncio), and tuspy beside them."""
+    many_bytes = 1000 * 16 * 1024
+
+    def many_row(loop: str, files_per_s: float, cpu: float) -> Summary:
+        setting = Setting("many", "tuspipe", source="files", concurrency=8, loop=loop)
+        return replace(_summary(setting, files_per_s, 0.0), bytes=many_bytes, cpu_upload=cpu)
+
+    return [
+        _summary(Setting("defaults", "tuspipe", bare=True), defaults[0], 0.18),
+        _summary(Setting("defaults", "tuspipe", bare=True, loop="asyncio"), defaults[1], 0.19),
+        _summary(Setting("defaults", "tuspy"), 900, 0.9),  # not part of these targets
+        many_row("trio", many[0], 0.736),
+        many_row("asyncio", many[1], 0.752),
+    ]
+
+
+def test_the_targets_of_issue_13_compare_asyncio_with_trio() -> None:
+    within = evaluate_loop_targets(_loop_rows((5000, 4500), (1300, 1250)))  # 0.90x, 0.96x
+    assert [check.verdict for check in within] == ["PASS", "PASS"]
+    assert [check.name for check in within] == [
+        "1 GiB, no settings: tuspipe upload under asyncio >= 0.9x under trio in MB/s",
+        "1000 x 16 KiB: tuspipe upload_many under asyncio >= 0.9x under trio in files/s",
+    ]
+    assert within[0].figures == (
+        "asyncio 4500 MB/s / trio 5000 MB/s = 0.90x (target >= 0.9x); "
+        "CPU asyncio 0.19 s/GiB, trio 0.18 s/GiB"
+    )
+    assert within[1].figures == (
+        "asyncio 1250 files/s / trio 1300 files/s = 0.96x (target >= 0.9x); "
+        "CPU asyncio 0.752 ms/file, trio 0.736 ms/file"
+    )
+
+    # More than 10 % slower fails, each workload on its own account.
+    slower = evaluate_loop_targets(_loop_rows((5000, 4400), (1300, 1250)))  # 0.88x, 0.96x
+    assert [check.verdict for check in slower] == ["FAIL", "PASS"]
+    assert "= 0.88x (target >= 0.9x)" in slower[0].figures
+    slower = evaluate_loop_targets(_loop_rows((5000, 5600), (1300, 1160)))  # 1.12x, 0.89x
+    assert [check.verdict for check in slower] == ["PASS", "FAIL"]
+    assert "asyncio 1160 files/s / trio 1300 files/s = 0.89x" in slower[1].figures
+
+    text = render_targets(within, issue=13)
+    assert text.startswith("Targets (issue 13; from this run's own figures):\n  PASS  1 GiB")
+
+
+def test_the_targets_of_issue_13_need_both_rows_measured() -> None:
+    rows = _loop_rows((5000, 4500), (1300, 1250))
+    without_asyncio = [row for row in rows if row.setting.loop == "trio"]
+    assert [(c.verdict, c.figures) for c in evaluate_loop_targets(without_asyncio)] == [
+        ("not measured", "its rows were not run")
+    ] * 2
+    failed = [replace(row, mb_per_s=None, files_per_s=None) if row.setting.loop == "asyncio"
+              else row for row in rows]  # fmt: skip
+    assert [(c.verdict, c.figures) for c in evaluate_loop_targets(failed)] == [
+        ("not measured", "its runs failed")
+    ] * 2
+
+
+def test_the_plot_carries_tuspipes_defaults_rows_under_both_loops() -> None:
+    rows = [
+        *_loop_rows((5000, 5200), (1300, 1250)),
+        _summary(Setting("chunks", "tuspipe", chunk_size=8 * MiB), 3000, 0.3),
+    ]
+    series, ticks = plot_series(rows, 1024 * MiB)
+    # At tuspipe's default chunk size (64 MiB); many files and tuspy's defaults are not drawn.
+    assert series == {
+        "tuspipe defaults, trio": [(64.0, 5000)],
+        "tuspipe defaults, asyncio": [(64.0, 5200)],
+        "tuspipe off": [(8.0, 3000)],
+    }
+    assert ticks == {8.0: "8MiB", 64.0: "64MiB"}
+    # A file below the default chunk size goes in one PATCH: the whole file.
+    series, ticks = plot_series(rows[:2], 12 * MiB)
+    assert series == {
+        "tuspipe defaults, trio": [(12.0, 5000)],
+        "tuspipe defaults, asyncio": [(12.0, 5200)],
+    }
+    assert ticks == {12.0: "whole"}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_worker_runs_tuspipe_under_the_loop_it_is_given(
+    loop: str, sink: TusSink, tmp_path: Path
+) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(bytes(range(256)) * 400)
+    seen: list[str] = []
+
+    def on_progress(acknowledged: int, total: int | None) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            seen.append("no asyncio loop")
+        else:
+            seen.append("asyncio")
+
+    calls = _tuspipe_calls(loop)
+    result = calls.upload(str(path), sink.url, journal=None, on_progress=on_progress)
+    assert result.offset == 256 * 400
+    # Under asyncio, trio's guest run calls back from inside the asyncio loop.
+    assert seen
+    assert set(seen) == {"asyncio" if loop == "asyncio" else "no asyncio loop"}
+    with pytest.raises(ValueError, match="unknown event loop 'curio'"):
+        _tuspipe_calls("curio")
+
+
+def test_the_asyncio_rows_upload_and_pass_the_harness_check(
+    sink: TusSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (3 * MiB // 256))
+    small = tmp_path / "small"
+    small.mkdir()
+    files = []
+    for index in range(5):
+        files.append(small / f"small-{index}.bin")
+        files[-1].write_bytes(bytes([index]) * 16 * 1024)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    checked: list[tuple[int, str | None]] = []
+
+    def check_upload(http: LoopbackHttp, url: str, size: int) -> str | None:
+        problem = harness_check(http, url, size)
+        checked.append((size, problem))
+        return problem
+
+    monkeypatch.setattr(benchmarks._runs, "check_upload", check_upload)
+    loops = []
+    with LoopbackHttp() as http:
+        runner = Runner(
+            sink.url, http, BenchData(big, 3 * MiB, tuple(files)), scratch, timeout=60, curl=None
+        )
+        runs = []
+        for setting in (
+            Setting("defaults", "tuspipe", bare=True, loop="asyncio"),
+            Setting("many", "tuspipe", source="files", concurrency=8, loop="asyncio"),
+        ):
+            runs.append(runner.run(setting, 0))
+            loops.append(json.loads((scratch / "spec.json").read_text())["loop"])
+    for run in runs:
+        assert run.ok, run.error
+        assert run.seconds
+        assert run.cpu_upload is not None
+    assert loops == ["asyncio", "asyncio"]  # what the worker was told
+    assert runs[1].files == 5
+    # The harness's own HEAD check found every upload complete, then deleted it.
+    assert checked == [(3 * MiB, None)] + [(16 * 1024, None)] * 5
+    assert sink.stats.uploads_created == 6
+    assert sink.stats.bytes_received == 3 * MiB + 5 * 16 * 1024
+    assert sink.uploads() == {}
