@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import httpcore
@@ -27,7 +27,7 @@ import trio
 
 __all__ = ["ConnectionPool"]
 
-Connection = httpcore.AsyncHTTPConnection
+Connection = httpcore.AsyncHTTP11Connection
 # An origin as a dictionary key (httpcore.Origin is not hashable): scheme, host, port.
 _Key = tuple[bytes, bytes, int]
 # Called when an answer's body is closed: ``await release(keep)``.
@@ -67,22 +67,25 @@ class ConnectionPool:
         The connection returns to the pool when the answer's stream is closed."""
         if self._closed:
             raise RuntimeError("the connection pool is closed")
-        pool_timeout = request.extensions.get("timeout", {}).get("pool")
-        with trio.move_on_after(math.inf if pool_timeout is None else pool_timeout) as waited:
-            await self._places.acquire()
-        if waited.cancelled_caught:
-            raise httpcore.PoolTimeout(f"no connection free within {pool_timeout} s")
+        try:
+            # (No checkpoint when a place is free: a request has plenty of its own.)
+            self._places.acquire_nowait()
+        except trio.WouldBlock:
+            pool_timeout = request.extensions.get("timeout", {}).get("pool")
+            with trio.move_on_after(math.inf if pool_timeout is None else pool_timeout) as wait:
+                await self._places.acquire()
+            if wait.cancelled_caught:
+                raise httpcore.PoolTimeout(f"no connection free within {pool_timeout} s") from None
         origin = request.url.origin
         key = (origin.scheme, origin.host, origin.port)
         while True:
-            connection = await self._idle_connection(key)
-            if connection is None:
-                connection = Connection(
-                    origin=origin,
-                    ssl_context=self._ssl_context,
-                    keepalive_expiry=self._keepalive_expiry,
-                    network_backend=self._network_backend,
+            try:
+                connection = await self._idle_connection(key) or await self._connect(
+                    origin, request
                 )
+            except BaseException:
+                self._places.release()
+                raise
             self._busy.add(connection)
             try:
                 response = await connection.handle_async_request(request)
@@ -100,6 +103,27 @@ class ConnectionPool:
                 content=_ReturningStream(response, partial(self._release, key, connection)),
                 extensions=response.extensions,
             )
+
+    async def _connect(self, origin: httpcore.Origin, request: httpcore.Request) -> Connection:
+        """A new connection to `origin` (TLS for https), as httpcore's own connections open
+        theirs: connect timeout from the request, ALPN http/1.1, SNI from the request's
+        ``sni_hostname`` extension or the host."""
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        host = origin.host.decode("ascii")
+        stream = await self._network_backend.connect_tcp(host, origin.port, timeout=timeout)
+        try:
+            if origin.scheme == b"https":
+                self._ssl_context.set_alpn_protocols(["http/1.1"])
+                stream = await stream.start_tls(
+                    self._ssl_context,
+                    server_hostname=request.extensions.get("sni_hostname") or host,
+                    timeout=timeout,
+                )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        return Connection(origin=origin, stream=stream, keepalive_expiry=self._keepalive_expiry)
 
     async def _idle_connection(self, key: _Key) -> Connection | None:
         """The most recently returned idle connection to `key`'s origin still usable, if any."""
@@ -149,9 +173,10 @@ class _ReturningStream:
         self._response = response
         self._release: _Release | None = release
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._response.aiter_stream():
-            yield part
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        stream = self._response.stream
+        assert isinstance(stream, AsyncIterable)
+        return stream.__aiter__()
 
     async def aclose(self) -> None:
         release, self._release = self._release, None

@@ -71,15 +71,21 @@ _current_route: contextvars.ContextVar[BodyRoute | None] = contextvars.ContextVa
 )
 
 
-@contextmanager
-def body_route(has_body: bool) -> Iterator[BodyRoute]:
-    """A fresh route for the request about to be sent in this task."""
-    route = BodyRoute(has_body)
-    token = _current_route.set(route)
-    try:
-        yield route
-    finally:
-        _current_route.reset(token)
+class body_route:  # (named like the function it replaced: ``with body_route(...) as route``)
+    """A fresh route for the request about to be sent in this task (a class rather than a
+    generator-based context manager: it is entered once per request)."""
+
+    __slots__ = ("_route", "_token")
+
+    def __init__(self, has_body: bool) -> None:
+        self._route = BodyRoute(has_body)
+
+    def __enter__(self) -> BodyRoute:
+        self._token = _current_route.set(self._route)
+        return self._route
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current_route.reset(self._token)
 
 
 # Stand-ins are zero-filled, so the allocator hands out untouched pages: they cost address
@@ -157,8 +163,7 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
             # small upload that is one segment, and one wakeup of the server, instead of two).
             route.stream = self
             route.held_head = buffer
-            await trio.lowlevel.checkpoint()
-            return
+            return  # (no checkpoint: the body's write follows at once, and has them)
         route.stream = self
         head, route.held_head = route.held_head, None
         if route.pending is not None:
@@ -291,10 +296,15 @@ def _as_httpx_errors(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        for core_error, httpx_error in _HTTPX_ERRORS:
-            if isinstance(exc, core_error):
-                raise httpx_error(str(exc), request=request) from exc
+        _raise_as_httpx_error(exc, request)
         raise
+
+
+def _raise_as_httpx_error(exc: Exception, request: httpx.Request | None) -> None:
+    """Raise the httpx exception that `exc` (one of httpcore's) becomes, if any."""
+    for core_error, httpx_error in _HTTPX_ERRORS:
+        if isinstance(exc, core_error):
+            raise httpx_error(str(exc), request=request) from exc
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -380,8 +390,11 @@ class ZeroCopyTransport(httpx.AsyncBaseTransport):
             content=content,
             extensions=extensions,
         )
-        with _as_httpx_errors(None):
+        try:
             core_response = await self._pool.handle_async_request(core_request)
+        except Exception as exc:
+            _raise_as_httpx_error(exc, None)
+            raise
         return BareAnswer(core_response)
 
     def _head(
@@ -426,15 +439,19 @@ class BareAnswer:
         """At most `limit` bytes of the body (the rest is read and dropped); then closes it."""
         parts: list[bytes] = []
         kept = 0
+        stream = self._response.stream
+        assert isinstance(stream, AsyncIterable)
         try:
-            with _as_httpx_errors(None):
-                async for part in self._response.aiter_stream():
+            try:
+                async for part in stream:
                     if kept < limit:
                         parts.append(part[: limit - kept])
                         kept += len(parts[-1])
-        finally:
-            with _as_httpx_errors(None):
+            finally:
                 await self._response.aclose()
+        except Exception as exc:
+            _raise_as_httpx_error(exc, None)
+            raise
         return b"".join(parts)
 
 
