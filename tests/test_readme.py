@@ -37,8 +37,9 @@ Two blocks get more than the generic run:
   404 or 410, because a truncated dump must never look like a complete upload).
 * The journal example also runs with an unfinished upload in its journal, which it must list.
 
-Last, docs/architecture.md's module map names every module of tuspipe and tuspipe.cli, and
-only modules that exist.
+Last, docs/architecture.md cannot rot silently: its module map names every module of tuspipe
+and tuspipe.cli, and only modules that exist; its layer table places every module, and no
+module imports from a layer above its own.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import pytest
 import tuspipe
 
 from .conftest import TusServer, sha256_file
+from .test_layers import GRAPH, _internal
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -84,6 +86,14 @@ _UPLOADS = {
     "sh": re.compile(r"\btuspipe upload\b"),
 }
 _DELETES = re.compile(r"\bterminate(?:_async)?\(|\btuspipe delete\b")
+# What some blocks say they do, and the output that shows it: (in the code, in the output).
+_PROMISES = [
+    # the resuming examples stop after the first MiB, then continue from there
+    ("bytes were already", re.compile(r": 1048576 bytes were already")),
+    # the progress examples count up to the whole 3 MiB file
+    (" of {total} bytes", re.compile(r"\b3145728 of 3145728 bytes")),
+    (" of {uploader.stop_at} bytes", re.compile(r"\b3145728 of 3145728 bytes")),
+]
 
 
 @dataclass(frozen=True)
@@ -328,6 +338,9 @@ def test_each_program_runs_as_written(
     run = run_block(block, server, tmp_path, journal=private_journal)
     assert run.returncode == 0, run.describe()
     check_uploads(run)
+    for snippet, shown in _PROMISES:
+        if snippet in block.code:
+            assert shown.search(run.stdout), f"no {shown.pattern!r}\n{run.describe()}"
 
 
 # ---- the producer example: the producer's failure must not pass for a complete upload --------
@@ -372,7 +385,11 @@ def test_the_producer_example_deletes_the_upload_when_the_producer_fails(
     block: Block, node_server: TusServer, tmp_path: Path, private_journal: Path
 ) -> None:
     run = run_block(
-        block, node_server, tmp_path, code=_producer_code(block, fails=True), journal=private_journal
+        block,
+        node_server,
+        tmp_path,
+        code=_producer_code(block, fails=True),
+        journal=private_journal,
     )
     assert run.returncode != 0, run.describe()
     assert "exit status 3" in run.stderr, run.describe()
@@ -436,3 +453,47 @@ def test_the_module_map_names_every_module_and_only_modules() -> None:
     }
     unnamed = sorted(modules - set(named))
     assert not unnamed, f"the map does not name: {unnamed}"
+
+
+# ---- docs/architecture.md's layer table ------------------------------------------------------
+
+LAYERS = "## Layers"
+
+
+def _layers() -> list[tuple[str, list[str]]]:
+    """The layer table, top down: (layer, the modules' names as the table gives them)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    start = text.index(LAYERS)
+    end = text.find("\n## ", start + len(LAYERS))
+    rows = re.findall(r"^\| (\w+) \| (`.*?`) \|", text[start:end], flags=re.MULTILINE)
+    return [(layer, re.findall(r"`([\w.]+)`", modules)) for layer, modules in rows]
+
+
+def _layer_of(module: str, layers: list[tuple[str, list[str]]]) -> int | None:
+    """The index of `module`'s layer (0 is the top): a package named in the table holds its
+    submodules too."""
+    for index, (_, names) in enumerate(layers):
+        for name in names:
+            full = "tuspipe" if name == "tuspipe" else f"tuspipe.{name}"
+            if module == full or (name in {"cli", "compat"} and module.startswith(full + ".")):
+                return index
+    return None
+
+
+def test_the_layer_table_holds_for_every_import() -> None:
+    layers = _layers()
+    assert [layer for layer, _ in layers][:2] == ["front", "api"]
+    unplaced = sorted(module for module in GRAPH if _layer_of(module, layers) is None)
+    assert not unplaced, f"modules in no layer: {unplaced}"
+    upward = []
+    for module in GRAPH:
+        level = _layer_of(module, layers)
+        assert level is not None
+        for target in _internal(module):
+            target_level = _layer_of(target, layers)
+            assert target_level is not None
+            if target_level < level:
+                upward.append(
+                    f"{module} ({layers[level][0]}) imports {target} ({layers[target_level][0]})"
+                )
+    assert not upward, upward
