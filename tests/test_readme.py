@@ -45,12 +45,14 @@ module imports from a layer above its own.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import random
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,6 +326,17 @@ def check_uploads(run: Run, *, also: dict[str, str] | None = None) -> list[str]:
     return urls
 
 
+@pytest.fixture
+def uploads_to_delete() -> Iterator[list[str]]:
+    """Upload URLs deleted when the test ends, so that the examples' uploads do not fill the
+    servers' disks."""
+    urls: list[str] = []
+    yield urls
+    for url in urls:
+        with contextlib.suppress(tuspipe.TusError):  # deleted by the example already, say
+            tuspipe.terminate(url, retries=0)
+
+
 def _generic(block: Block) -> bool:
     return block not in PRODUCER_BLOCKS
 
@@ -332,10 +345,15 @@ def _generic(block: Block) -> bool:
     "block", [block for block in PROGRAMS if _generic(block)], ids=lambda block: block.name
 )
 def test_each_program_runs_as_written(
-    block: Block, request: pytest.FixtureRequest, tmp_path: Path, private_journal: Path
+    block: Block,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    private_journal: Path,
+    uploads_to_delete: list[str],
 ) -> None:
     server: TusServer = request.getfixturevalue(f"{block.server}_server")
     run = run_block(block, server, tmp_path, journal=private_journal)
+    uploads_to_delete.extend(run.upload_urls())
     assert run.returncode == 0, run.describe()
     check_uploads(run)
     for snippet, shown in _PROMISES:
@@ -365,7 +383,11 @@ PRODUCED = random.Random("produced").randbytes(PRODUCED_SIZE)
 
 @pytest.mark.parametrize("block", PRODUCER_BLOCKS, ids=lambda block: block.name)
 def test_the_producer_example_uploads_what_the_producer_wrote(
-    block: Block, node_server: TusServer, tmp_path: Path, private_journal: Path
+    block: Block,
+    node_server: TusServer,
+    tmp_path: Path,
+    private_journal: Path,
+    uploads_to_delete: list[str],
 ) -> None:
     run = run_block(
         block,
@@ -374,6 +396,7 @@ def test_the_producer_example_uploads_what_the_producer_wrote(
         code=_producer_code(block, fails=False),
         journal=private_journal,
     )
+    uploads_to_delete.extend(run.upload_urls())
     assert run.returncode == 0, run.describe()
     urls = check_uploads(run, also={hashlib.sha256(PRODUCED).hexdigest(): "the producer"})
     assert len(urls) == 1
