@@ -67,6 +67,7 @@ from ._types import (
     UploadOutcome,
     UploadResult,
 )
+from ._version import __version__
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -123,5 +124,3 @@ __all__ = [
     "upload_status_async",
     "validate_url",
 ]
-
-__version__ = "0.1.0"

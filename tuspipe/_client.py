@@ -30,6 +30,7 @@ from ._options import (
     documented,
     option_names,
     resolve,
+    resolve_changes,
 )
 from ._pipeline import gather
 from ._protocol import (
@@ -221,6 +222,7 @@ class Client:
         listed = list(sources)
         outcomes = [UploadOutcome(index, item) for index, item in enumerate(listed)]
         progress = _ManyProgress(len(listed), settings)
+        shared = _shared_by_many(settings)
         if len(listed) > 1 and any(_travels_whole(item, settings["chunk_size"]) for item in listed):
             # Once, up front: a small source can then travel whole in its POST, one request.
             # (For one source, or only large ones, it would cost the round trip it saves.)
@@ -239,7 +241,7 @@ class Client:
                 result = await self._upload(
                     item,
                     url,
-                    _one_of_many(settings, index, item, progress),
+                    _one_of_many(shared, settings, index, item, progress),
                     self._retry_for(settings, index),
                 )
             except (TusError, OSError) as error:
@@ -308,16 +310,28 @@ class _ManyProgress:
             self._on_total_progress(sum(self._acknowledged), known)
 
 
+def _shared_by_many(settings: ManyOptions) -> UploadOptions:
+    """The options every source of an upload_many call shares (checked once)."""
+    return resolve(
+        UploadOptions, {name: settings.get(name) for name in option_names(TransferOptions)}
+    )
+
+
 def _one_of_many(
-    settings: ManyOptions, index: int, item: SourceLike, progress: _ManyProgress
+    shared: UploadOptions,
+    settings: ManyOptions,
+    index: int,
+    item: SourceLike,
+    progress: _ManyProgress,
 ) -> UploadOptions:
-    """The options of source number `index` of an upload_many call."""
+    """The options of source number `index` of an upload_many call: the `shared` ones, then
+    its own."""
     metadata = settings["metadata"]
     on_upload_url = settings["on_upload_url"]
-    # The options every source shares, then its own.
-    given: dict[str, Any] = {name: settings.get(name) for name in option_names(TransferOptions)}
-    given["metadata"] = metadata(item) if callable(metadata) else metadata
-    given["on_progress"] = partial(progress, index)
+    own: dict[str, Any] = {
+        "metadata": metadata(item) if callable(metadata) else metadata,
+        "on_progress": partial(progress, index),
+    }
     if on_upload_url is not None:
-        given["on_upload_url"] = partial(on_upload_url, index)
-    return resolve(UploadOptions, given)
+        own["on_upload_url"] = partial(on_upload_url, index)
+    return resolve_changes(UploadOptions, shared, own)

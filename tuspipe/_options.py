@@ -78,6 +78,7 @@ __all__ = [
     "documented",
     "option_names",
     "resolve",
+    "resolve_changes",
     "split_options",
 ]
 
@@ -507,6 +508,18 @@ def resolve(schema: type[_T], given: Mapping[str, Any]) -> _T:
             option.check(name, value)
         resolved[name] = value
     return cast(_T, resolved)
+
+
+def resolve_changes(schema: type[_T], resolved: _T, changes: Mapping[str, Any]) -> _T:
+    """`resolved` (options :func:`resolve` returned for `schema`) with `changes`, which are
+    checked as :func:`resolve` checks them; the rest is not checked again."""
+    declared = _options_of(schema)
+    _refuse_unknown(changes, declared)
+    for name, value in changes.items():
+        check = declared[name].check
+        if check is not None:
+            check(name, value)
+    return cast(_T, {**resolved, **changes})
 
 
 def split_options(

@@ -466,11 +466,14 @@ def _pull_from_iterator(iterator: Iterator[object], name: str) -> Pull:
         # Items are gathered into one block per worker-thread trip: a stream of small items
         # (lines of a log, rows of a CSV) would otherwise pay a trip, a block and a channel
         # hand-over per item.
+        # This loop runs once per item: it is kept to the bare steps (bytes are taken as they
+        # are, without a call; anything else goes through _bytes_item).
         batch: list[bytes] = []
+        append = batch.append
         gathered = 0
         for item in iterator:
-            data = _bytes_item(item, name)
-            batch.append(data)
+            data = item if item.__class__ is bytes else _bytes_item(item, name)
+            append(data)
             gathered += len(data)
             if gathered >= size:
                 break

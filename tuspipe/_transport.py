@@ -31,6 +31,7 @@ from ._errors import (
     UsageError,
 )
 from ._protocol import Request, Response, origin
+from ._version import USER_AGENT
 from ._zerocopy import (
     BareAnswer,
     ZeroCopyTransport,
@@ -316,6 +317,11 @@ class Transport:
                 client = httpx.AsyncClient(
                     verify=ssl_context, follow_redirects=False, transport=self._direct
                 )
+            # Only a User-Agent that names tuspipe: not httpx's Accept-Encoding (answers are
+            # read as they arrive, never decompressed: an error body is quoted as sent) nor
+            # its Accept and Connection: keep-alive (HTTP/1.1's defaults).
+            client.headers = httpx.Headers({"User-Agent": USER_AGENT})
+            if self._direct is not None:
                 self._direct.default_headers = {
                     name.decode("ascii").lower(): (name, value)
                     for name, value in client.headers.raw
