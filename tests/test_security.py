@@ -35,6 +35,7 @@ from tuspipe import cli as _cli
 from tuspipe._journal import decode_records
 from tuspipe._protocol import MAX_LOCATION_LENGTH
 from tuspipe._retry import MAX_RETRY_AFTER
+from tuspipe._transport import make_ssl_context
 from tuspipe.compat import client as compat_client
 from tuspipe.compat.exceptions import TusCommunicationError
 
@@ -1058,3 +1059,21 @@ def test_the_threaded_proxy_serves_plain_httpx(
         assert answer.headers["tus-version"]
         [options] = proxy.received()
         assert (options.method, options.target, options.status) == ("OPTIONS", "/files/", 204)
+
+
+def test_the_ca_bundle_is_loaded_once_per_process_and_follows_ssl_cert_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first, second = make_ssl_context(), make_ssl_context()
+    assert first is second  # the bundle is not loaded again for each call or Client
+    assert make_ssl_context(False) is not first
+    assert make_ssl_context(False).verify_mode == ssl.CERT_NONE
+    pki = PKI()
+    ca = tmp_path / "ca.pem"
+    pki.ca.cert_pem.write_to_path(str(ca))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    own = make_ssl_context()
+    assert own is not first
+    assert len(own.get_ca_certs()) == 1  # only the file's CA, as httpx reads SSL_CERT_FILE

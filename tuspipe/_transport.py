@@ -8,6 +8,7 @@ mapped into tuspipe's tree in one place, :func:`_mapped_errors`; timeouts are al
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -83,6 +84,12 @@ def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) 
                 "TLS certificate verification is off (verify=False): anyone on the path can "
                 "read and change the upload"
             )
+        if cert is None:
+            # Loading the CA bundle takes tens of milliseconds: every call and Client without
+            # certificate options of their own share one context per `verify`.
+            # (Keyed by the variables httpx reads too, so that changing them takes effect.)
+            cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+            return _shared_ssl_context(verify, cert_file, cert_dir)
         context = httpx.create_ssl_context(verify=verify)
     elif isinstance(verify, (str, os.PathLike)):
         location = os.fspath(verify)
@@ -117,6 +124,14 @@ def make_ssl_context(verify: VerifyTypes = True, cert: CertTypes | None = None) 
                 f"cannot load the client certificate {chain[:2]!r}: {exc.strerror or exc}"
             ) from exc
     return context
+
+
+@functools.cache
+def _shared_ssl_context(
+    verify: bool, cert_file: str | None, cert_dir: str | None
+) -> ssl.SSLContext:
+    """httpx's context for `verify`, made once per value of SSL_CERT_FILE and SSL_CERT_DIR."""
+    return httpx.create_ssl_context(verify=verify)
 
 
 @contextmanager
