@@ -16,8 +16,8 @@ stream with bounded memory over one connection, with timeouts and honest retries
 ``AsyncUploader`` runs under asyncio, as tuspy's does, and under trio as well. Where it
 differs from tuspy: its constructor does no I/O and its ``get_offset`` is a coroutine too;
 ``FileStorage`` writes tuspipe's journal format (not TinyDB JSON); ``upload_checksum=True``
-needs a server that offers sha1; and tuspy's defects are gone (see the README's "Migrating
-from tuspy").
+needs a server that offers sha1; and tuspy's defects are gone (see docs/migrating.md,
+"Behaviours that differ on purpose").
 """
 
 from __future__ import annotations
