@@ -121,8 +121,12 @@ def test_cancelling_stops_promptly_and_the_upload_resumes(
 
 # Run by a child interpreter: `path endpoint blocking|async`; prints its progress.
 CHILD = """
-import asyncio, sys
+import asyncio, signal, sys
 import tuspipe
+
+# Ctrl-C raises KeyboardInterrupt even when this process was started with SIGINT ignored (as
+# a background job of a shell without job control is).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 path, endpoint, mode = sys.argv[1:4]
 

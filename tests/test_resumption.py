@@ -33,7 +33,10 @@ CHUNK = 256 * 1024
 # A child that uploads with the blocking API and reports, as JSON lines, the upload URL and
 # every progress call (the first one is the offset the upload starts from).
 CHILD = """
-import json, sys, tuspipe
+import json, signal, sys, tuspipe
+# Ctrl-C raises KeyboardInterrupt even when this process was started with SIGINT ignored (as
+# a background job of a shell without job control is).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path, url, journal, chunk_size = sys.argv[1:5]
 def say(**fields):
     print(json.dumps(fields), flush=True)
