@@ -75,15 +75,7 @@ class BodyLimits:
                 "limit (nginx: client_max_body_size) or upload elsewhere"
             )
             if isinstance(error, UploadTooLargeError):
-                raise UploadTooLargeError(
-                    message,
-                    status_code=error.status_code,
-                    body=error.body,
-                    headers=error.headers,
-                    method=error.method,
-                    url=error.url,
-                    request_id=error.request_id,
-                ) from error
+                raise error.reworded(message) from error
             raise UploadTooLargeError(message, url=url) from error
         limit = max(MIN_BODY_LIMIT, body // 2)
         self._limits[where] = min(limit, self._limits.get(where, limit))

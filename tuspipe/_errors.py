@@ -31,6 +31,7 @@ response body, so a user can act on what the server said.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Self
 
 __all__ = [
     "ChecksumMismatchError",
@@ -143,6 +144,18 @@ class ResponseError(TusError):
         if quoted:
             text = f"{text}: {quoted!r}"
         return text
+
+    def reworded(self, message: str) -> Self:
+        """The same error (type, answer and request) with another `message`."""
+        return type(self)(
+            message,
+            status_code=self.status_code,
+            body=self.body,
+            headers=self.headers,
+            method=self.method,
+            url=self.url,
+            request_id=self.request_id,
+        )
 
 
 class VersionMismatchError(ResponseError):

@@ -14,7 +14,7 @@ import os
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Union
@@ -38,6 +38,7 @@ from ._zerocopy import (
     ZeroCopyTransport,
     bare_path_allowed,
     body_route,
+    read_limited,
     route_body,
 )
 
@@ -442,7 +443,9 @@ class Transport:
                         # Built in memory and already read (httpx.MockTransport, say).
                         body_bytes = http_response.content[:MAX_RESPONSE_BODY]
                     else:
-                        body_bytes = await _read_limited(http_response.aiter_raw())
+                        body_bytes = await read_limited(
+                            http_response.aiter_raw(), MAX_RESPONSE_BODY
+                        )
                 finally:
                     await http_response.aclose()
         response = Response(
@@ -493,14 +496,3 @@ class Transport:
     async def _exchange(self, http_request: httpx.Request) -> httpx.Response:
         """Send `http_request` through the client's layers; the answer, body still unread."""
         return await self._client.send(http_request, stream=True)
-
-
-async def _read_limited(stream: AsyncIterator[bytes]) -> bytes:
-    """Read at most MAX_RESPONSE_BODY bytes of a response body and drop the rest."""
-    parts: list[bytes] = []
-    kept = 0
-    async for part in stream:
-        if kept < MAX_RESPONSE_BODY:
-            parts.append(part[: MAX_RESPONSE_BODY - kept])
-            kept += len(parts[-1])
-    return b"".join(parts)

@@ -47,6 +47,7 @@ __all__ = [
     "ZeroCopyTransport",
     "bare_path_allowed",
     "body_route",
+    "read_limited",
     "route_body",
 ]
 
@@ -434,22 +435,28 @@ class BareAnswer:
 
     async def read(self, limit: int) -> bytes:
         """At most `limit` bytes of the body (the rest is read and dropped); then closes it."""
-        parts: list[bytes] = []
-        kept = 0
         stream = self._response.stream
         assert isinstance(stream, AsyncIterable)
         try:
             try:
-                async for part in stream:
-                    if kept < limit:
-                        parts.append(part[: limit - kept])
-                        kept += len(parts[-1])
+                return await read_limited(stream, limit)
             finally:
                 await self._response.aclose()
         except Exception as exc:
             _raise_as_httpx_error(exc, None)
             raise
-        return b"".join(parts)
+
+
+async def read_limited(stream: AsyncIterable[bytes], limit: int) -> bytes:
+    """At most `limit` bytes of an answer's body; the rest is read and dropped (so that the
+    connection can carry the next request), never kept."""
+    parts: list[bytes] = []
+    kept = 0
+    async for part in stream:
+        if kept < limit:
+            parts.append(part[: limit - kept])
+            kept += len(parts[-1])
+    return b"".join(parts)
 
 
 def _header_encoding(headers: list[tuple[bytes, bytes]]) -> str:
