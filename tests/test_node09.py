@@ -26,21 +26,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-import trio
 
 import tuspipe
-from tuspipe import Request, Response
 from tuspipe._journal import Journal
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .faultproxy import FaultProxy
+from .uploads import (
+    Seen,
+    read_event,
+    recording_client,
+    resume_counting_patches,
+    settled_offset,
+    start_upload_child,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -48,44 +52,6 @@ CHUNK = 1 * MiB
 TIMEOUT = 120
 #: What the server's OPTIONS answer lists in Tus-Extension.
 EXTENSIONS = ["creation", "creation-defer-length", "creation-with-upload", "termination"]
-
-# A child that uploads with the blocking API and reports, as JSON lines, the upload URL and
-# every progress call (the first one is the offset the upload starts from).
-CHILD = """
-import json, sys, tuspipe
-path, url, journal, chunk_size = sys.argv[1:5]
-def say(**fields):
-    print(json.dumps(fields), flush=True)
-result = tuspipe.upload(
-    path, url, journal=journal, chunk_size=int(chunk_size),
-    on_upload_url=lambda upload_url: say(url=upload_url),
-    on_progress=lambda done, total: say(offset=done),
-)
-say(done=True, resumed_from=result.resumed_from)
-"""
-
-
-@dataclass
-class Seen:
-    """The requests of one upload, as ``on_response`` saw them (header names lower-case)."""
-
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-
-    def __call__(self, request: Request, response: Response) -> None:
-        headers = {name.lower(): value for name, value in request.headers}
-        self.requests.append((request.method, headers))
-
-    def of(self, method: str) -> list[dict[str, str]]:
-        return [headers for seen, headers in self.requests if seen == method]
-
-
-def _recording_client(seen: list[tuple[str, httpx.Headers]]) -> httpx.AsyncClient:
-    """An httpx client that records every request's method and headers into `seen`."""
-
-    async def record(request: httpx.Request) -> None:
-        seen.append((request.method, request.headers))
-
-    return httpx.AsyncClient(event_hooks={"request": [record]})
 
 
 def _check_stored(server: TusServer, result: tuspipe.UploadResult, expected_sha256: str) -> None:
@@ -106,19 +72,6 @@ def _pieces(data: bytes, sizes: tuple[int, ...] = (1, 4093, 65537, 7, 300_001)) 
         yield data[offset : offset + size]
         offset += size
         index += 1
-
-
-def _server_offset(upload_url: str) -> int:
-    """The server's offset once it has settled (an aborted PATCH may still be landing)."""
-    previous = -1
-    while True:
-        answer = httpx.head(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
-        assert answer.status_code in (200, 204), answer
-        offset = int(answer.headers["upload-offset"])
-        if offset == previous:
-            return offset
-        previous = offset
-        time.sleep(0.05)
 
 
 # ---- uploads ---------------------------------------------------------------------------------
@@ -181,7 +134,7 @@ async def test_upload_many_small_files_in_one_request_each(
     paths = [make_file(size) for size in [0, 1, *(1000 * n + n for n in range(1, 18)), 100 * KiB]]
     assert len(paths) == 20
     seen: list[tuple[str, httpx.Headers]] = []
-    async with _recording_client(seen) as client:
+    async with recording_client(seen) as client:
         outcomes = await tuspipe.upload_many_async(
             paths, node09_server.url, concurrency=4, http_client=client
         )
@@ -248,26 +201,10 @@ def test_kill_9_then_resume_from_the_journal(
     path = make_file(size)
     journal = tmp_path / "kill-journal"
     kill_at = size // 3
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), node09_server.url, str(journal), str(CHUNK)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    child = start_upload_child(path, node09_server.url, journal, CHUNK)
     try:
-        events = []
-        assert child.stdout is not None
-        for line in child.stdout:
-            event: dict[str, Any] = json.loads(line)
-            events.append(event)
-            if "offset" in event:
-                break  # the upload exists and has started
-        else:
-            child.wait(10)
-            stderr = child.stderr.read() if child.stderr else ""
-            pytest.fail(f"the child ended early (exit {child.returncode}): {stderr[-2000:]}")
-        upload_url = str(next(event["url"] for event in events if "url" in event))
+        upload_url = str(read_event(child)["url"])
+        read_event(child)  # the starting offset: the upload exists and has started
         stored = node09_server.stored_path(upload_url)
         deadline = time.monotonic() + TIMEOUT
         while not stored.exists() or stored.stat().st_size < kill_at:
@@ -279,26 +216,14 @@ def test_kill_9_then_resume_from_the_journal(
         child.kill()
         child.wait(10)
     assert child.returncode == -signal.SIGKILL
-    held = _server_offset(upload_url)
+    held = settled_offset(upload_url)
     assert kill_at <= held < size
     # the journal remembers the upload and an offset the server acknowledged
     (entry,) = Journal(journal).unfinished()
     assert entry.url == upload_url
     assert 0 <= entry.offset <= held
 
-    sent: list[int] = []
-
-    async def count(request: httpx.Request) -> None:
-        if request.method == "PATCH":
-            sent.append(int(request.headers["content-length"]))
-
-    async def finish() -> tuspipe.UploadResult:
-        async with httpx.AsyncClient(event_hooks={"request": [count]}) as client:
-            return await tuspipe.upload_async(
-                path, node09_server.url, journal=journal, chunk_size=CHUNK, http_client=client
-            )
-
-    result = trio.run(finish)
+    result, sent = resume_counting_patches(path, node09_server.url, journal, CHUNK)
     assert (result.url, result.resumed_from, result.offset) == (upload_url, held, size)
     assert sum(sent) == size - held  # nothing the server had was sent again
     _check_stored(node09_server, result, sha256_file(path))

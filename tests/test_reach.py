@@ -14,17 +14,11 @@ import tuspipe
 from tuspipe._journal import Journal
 
 from .conftest import MakeFile, TusServer, sha256_file
+from .uploads import recording_client
 
 KiB = 1024
 MiB = 1024 * KiB
 METADATA = {"filename": "reach.bin", "filetype": "application/octet-stream"}
-
-
-def _recording_client(seen: list[tuple[str, httpx.Headers]]) -> httpx.AsyncClient:
-    async def record(request: httpx.Request) -> None:
-        seen.append((request.method, request.headers))
-
-    return httpx.AsyncClient(event_hooks={"request": [record]})
 
 
 async def test_server_info_of_each_server(
@@ -51,7 +45,7 @@ async def test_source_over_the_maximum_size_fails_before_any_byte(
     with sparse.open("wb") as stream:
         stream.truncate(2 * 1024**3 + 1)  # one byte over the server's Tus-Max-Size
     seen: list[tuple[str, httpx.Headers]] = []
-    async with _recording_client(seen) as http_client:
+    async with recording_client(seen) as http_client:
         # with the server's capabilities known, not even the creation request is sent
         async with tuspipe.Client(http_client=http_client) as client:
             await client.server_info(node_server.url)
@@ -73,7 +67,7 @@ async def test_creation_with_upload_saves_a_round_trip(
     path = make_file(size)
     seen: list[tuple[str, httpx.Headers]] = []
     async with (
-        _recording_client(seen) as http_client,
+        recording_client(seen) as http_client,
         tuspipe.Client(http_client=http_client) as client,
     ):
         await client.server_info(node_server.url)
@@ -97,7 +91,7 @@ async def test_with_a_checksum_every_chunk_goes_by_patch(
     path = make_file(2 * MiB + 3)
     seen: list[tuple[str, httpx.Headers]] = []
     async with (
-        _recording_client(seen) as http_client,
+        recording_client(seen) as http_client,
         tuspipe.Client(http_client=http_client) as client,
     ):
         info = await client.server_info(asgitus_server.url)
@@ -156,7 +150,7 @@ async def test_upload_many_one_failure_does_not_stop_the_others(
 async def test_method_override(tuspyserver_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(3 * MiB)
     seen: list[tuple[str, httpx.Headers]] = []
-    async with _recording_client(seen) as http_client:
+    async with recording_client(seen) as http_client:
         result = await tuspipe.upload_async(
             path,
             tuspyserver_server.url,

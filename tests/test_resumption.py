@@ -8,77 +8,22 @@ the source in the end.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import trio
 
 import tuspipe
 from tuspipe._journal import Journal
 
 from .conftest import MakeFile, TusServer, sha256_file
-from .waiting import settled
+from .uploads import read_event, resume_counting_patches, settled_offset, start_upload_child
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
-
-# A child that uploads with the blocking API and reports, as JSON lines, the upload URL and
-# every progress call (the first one is the offset the upload starts from).
-CHILD = """
-import json, signal, sys, tuspipe
-# Ctrl-C raises KeyboardInterrupt even when this process was started with SIGINT ignored (as
-# a background job of a shell without job control is).
-signal.signal(signal.SIGINT, signal.default_int_handler)
-path, url, journal, chunk_size = sys.argv[1:5]
-def say(**fields):
-    print(json.dumps(fields), flush=True)
-result = tuspipe.upload(
-    path, url, journal=journal, chunk_size=int(chunk_size),
-    on_upload_url=lambda upload_url: say(url=upload_url),
-    on_progress=lambda done, total: say(offset=done),
-)
-say(done=True, resumed_from=result.resumed_from)
-"""
-
-
-def _start_child(path: Path, url: str, journal: Path, chunk_size: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), url, str(journal), str(chunk_size)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def _read_event(child: subprocess.Popen[str]) -> dict[str, Any]:
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line:
-        child.wait(10)
-        stderr = child.stderr.read() if child.stderr else ""
-        pytest.fail(f"the child ended early (exit {child.returncode}): {stderr[-2000:]}")
-    event: dict[str, Any] = json.loads(line)
-    return event
-
-
-def _server_offset(upload_url: str) -> int:
-    """The server's offset once it has settled (an aborted PATCH may still be landing)."""
-
-    def ask() -> int:
-        answer = httpx.head(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
-        assert answer.status_code in (200, 204), answer
-        return int(answer.headers["upload-offset"])
-
-    return settled(ask)
 
 
 @pytest.mark.slow
@@ -94,10 +39,10 @@ def test_sigkill_at_ten_points_then_resume(
     server_offset = 0
     starts: list[int] = []
     for kill_at in kill_points:
-        child = _start_child(path, node_server.url, journal, chunk_size)
+        child = start_upload_child(path, node_server.url, journal, chunk_size)
         try:
-            url_event = _read_event(child)
-            start_event = _read_event(child)
+            url_event = read_event(child)
+            start_event = read_event(child)
             if upload_url is None:
                 upload_url = str(url_event["url"])
             # the same upload every time, continued from exactly where the server stopped
@@ -113,7 +58,7 @@ def test_sigkill_at_ten_points_then_resume(
             child.kill()
             child.wait(10)
         assert child.returncode == -signal.SIGKILL
-        server_offset = _server_offset(upload_url)
+        server_offset = settled_offset(upload_url)
         assert server_offset >= kill_at
         # the journal remembers the unfinished upload and an offset the server acknowledged
         (entry,) = Journal(journal).unfinished()
@@ -124,19 +69,7 @@ def test_sigkill_at_ten_points_then_resume(
     assert all(start > 0 for start in starts[1:])
 
     # the last run, in this process: count the PATCH bytes it sends
-    sent: list[int] = []
-
-    async def count(request: httpx.Request) -> None:
-        if request.method == "PATCH":
-            sent.append(int(request.headers["content-length"]))
-
-    async def finish() -> tuspipe.UploadResult:
-        async with httpx.AsyncClient(event_hooks={"request": [count]}) as client:
-            return await tuspipe.upload_async(
-                path, node_server.url, journal=journal, chunk_size=chunk_size, http_client=client
-            )
-
-    result = trio.run(finish)
+    result, sent = resume_counting_patches(path, node_server.url, journal, chunk_size)
     assert (result.url, result.resumed_from, result.offset) == (upload_url, server_offset, size)
     # nothing the server already had was sent again
     assert sum(sent) == size - server_offset
@@ -149,16 +82,16 @@ def test_ctrl_c_then_rerun_resumes(
 ) -> None:
     path = make_file(64 * MiB)
     journal = tmp_path / "journal"
-    child = _start_child(path, node_server.url, journal, CHUNK)
-    url = str(_read_event(child)["url"])
-    _read_event(child)  # the starting offset
-    while _read_event(child).get("offset", 0) < 8 * MiB:
+    child = start_upload_child(path, node_server.url, journal, CHUNK)
+    url = str(read_event(child)["url"])
+    read_event(child)  # the starting offset
+    while read_event(child).get("offset", 0) < 8 * MiB:
         pass
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=30)
     assert child.returncode != 0
     assert "KeyboardInterrupt" in stderr
-    held = _server_offset(url)
+    held = settled_offset(url)
     assert 8 * MiB <= held < 64 * MiB
     result = tuspipe.upload(path, node_server.url, journal=journal, chunk_size=CHUNK)
     assert (result.url, result.resumed_from) == (url, held)

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,10 @@ import pytest
 import trio
 
 import tuspipe
-from tuspipe import Request, Response
 
 from .conftest import MakeFile, TusServer, sha256_file
 from .faults import Fail, FaultTransport, Rule, ShortBody
+from .uploads import Seen
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -47,23 +46,6 @@ METADATA = {"filename": "stream.bin", "filetype": "application/octet-stream"}
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    """The requests of one upload, as ``on_response`` saw them (header names lower-case)."""
-
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-
-    def __call__(self, request: Request, response: Response) -> None:
-        headers = {name.lower(): value for name, value in request.headers}
-        self.requests.append((request.method, headers))
-
-    def methods(self) -> list[str]:
-        return [method for method, _ in self.requests]
-
-    def of(self, method: str) -> list[dict[str, str]]:
-        return [headers for seen, headers in self.requests if seen == method]
 
 
 def check_deferred(posts: list[dict[str, str]], patches: list[dict[str, str]], size: int) -> None:
