@@ -35,7 +35,7 @@ from tuspipe import cli as _cli
 from tuspipe._journal import decode_records
 from tuspipe._protocol import MAX_LOCATION_LENGTH
 from tuspipe._retry import MAX_RETRY_AFTER
-from tuspipe._transport import make_ssl_context
+from tuspipe._transport import _shared_ssl_context, make_ssl_context
 from tuspipe.compat import client as compat_client
 from tuspipe.compat.exceptions import TusCommunicationError
 
@@ -1077,3 +1077,13 @@ def test_the_ca_bundle_is_loaded_once_per_process_and_follows_ssl_cert_file(
     own = make_ssl_context()
     assert own is not first
     assert len(own.get_ca_certs()) == 1  # only the file's CA, as httpx reads SSL_CERT_FILE
+
+
+def test_plain_http_uploads_never_load_the_ca_bundle(
+    node_server: TusServer, make_file: MakeFile
+) -> None:
+    _shared_ssl_context.cache_clear()
+    path = make_file(1000)
+    result = tuspipe.upload(path, node_server.url, journal=None)
+    assert node_server.stored_sha256(result.url) == sha256_file(path)
+    assert _shared_ssl_context.cache_info().currsize == 0  # made only for https

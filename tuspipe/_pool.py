@@ -40,13 +40,15 @@ class ConnectionPool:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext],
         network_backend: httpcore.AsyncNetworkBackend,
         max_connections: int = 100,
         max_keepalive_connections: int = 20,
         keepalive_expiry: float = 5.0,
     ) -> None:
-        self._ssl_context = ssl_context
+        # A context, or what makes it when the first https connection needs it (loading a
+        # CA bundle takes tens of milliseconds that plain-http uploads need not pay).
+        self._ssl_source = ssl_context
         self._network_backend = network_backend
         self._places = trio.Semaphore(max_connections)
         self._max_idle = max_keepalive_connections
@@ -104,6 +106,11 @@ class ConnectionPool:
                 extensions=response.extensions,
             )
 
+    def _ssl_context(self) -> ssl.SSLContext:
+        if not isinstance(self._ssl_source, ssl.SSLContext):
+            self._ssl_source = self._ssl_source()
+        return self._ssl_source
+
     async def _connect(self, origin: httpcore.Origin, request: httpcore.Request) -> Connection:
         """A new connection to `origin` (TLS for https), as httpcore's own connections open
         theirs: connect timeout from the request, ALPN http/1.1, SNI from the request's
@@ -113,9 +120,10 @@ class ConnectionPool:
         stream = await self._network_backend.connect_tcp(host, origin.port, timeout=timeout)
         try:
             if origin.scheme == b"https":
-                self._ssl_context.set_alpn_protocols(["http/1.1"])
+                context = self._ssl_context()
+                context.set_alpn_protocols(["http/1.1"])
                 stream = await stream.start_tls(
-                    self._ssl_context,
+                    context,
                     server_hostname=request.extensions.get("sni_hostname") or host,
                     timeout=timeout,
                 )

@@ -324,15 +324,20 @@ class Transport:
         # tuspipe's own transport, when requests may go to it straight (see send()).
         self._direct: ZeroCopyTransport | None = None
         if client is None:
-            ssl_context = make_ssl_context(verify, cert)
             if _environment_names_a_proxy():
                 # httpx routes to the environment's proxies only with its own transport.
-                client = httpx.AsyncClient(verify=ssl_context, follow_redirects=False)
-            else:
-                self._direct = ZeroCopyTransport(ssl_context)
                 client = httpx.AsyncClient(
-                    verify=ssl_context, follow_redirects=False, transport=self._direct
+                    verify=make_ssl_context(verify, cert), follow_redirects=False
                 )
+            else:
+                # The default context is made when an https connection first needs it; any
+                # other is made now, so that a bad CA path or certificate fails at once.
+                self._direct = ZeroCopyTransport(
+                    make_ssl_context
+                    if verify is True and cert is None
+                    else make_ssl_context(verify, cert)
+                )
+                client = httpx.AsyncClient(follow_redirects=False, transport=self._direct)
             # Only a User-Agent that names tuspipe: not httpx's Accept-Encoding (answers are
             # read as they arrive, never decompressed: an error body is quoted as sent) nor
             # its Accept and Connection: keep-alive (HTTP/1.1's defaults).

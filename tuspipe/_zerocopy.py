@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextvars
 import os
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -325,7 +325,8 @@ class ZeroCopyTransport(httpx.AsyncBaseTransport):
     """An httpx transport on an httpcore connection pool whose plain TCP connections send
     file spans with ``sendfile()``. HTTP/1.1 only, like tuspipe's requests."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext]) -> None:
+        """`ssl_context`: the TLS context, or a function making it on first use."""
         #: The headers every request starts from (the client's, for send_bare), by lower-case
         #: name, in order.
         self.default_headers: dict[str, tuple[bytes, bytes]] = {}
