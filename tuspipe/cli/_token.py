@@ -18,9 +18,8 @@ overrides the environment, as usual).
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Mapping
-
-import trio
 
 import tuspipe
 
@@ -48,6 +47,9 @@ class TokenCommand:
     The token is kept until the server answers 401 to it; the next request then runs the
     command again. Concurrent uploads share one run: a 401 to a token that was already
     replaced does not run the command once more.
+
+    The command runs as a plain function (the command line uses only tuspipe's public API,
+    not trio's): the uploads pause while it runs, as they would wait for its token anyway.
     """
 
     def __init__(self, command: str, timeout: float = TOKEN_COMMAND_TIMEOUT) -> None:
@@ -55,19 +57,15 @@ class TokenCommand:
         self.timeout = timeout
         self.runs = 0
         self._token: str | None = None
-        self._lock: trio.Lock | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"TokenCommand({self.command!r}, runs={self.runs})"
 
-    async def __call__(self) -> Mapping[str, str]:
+    def __call__(self) -> Mapping[str, str]:
         """The headers for the next request (runs the command when there is no token)."""
-        if self._lock is None:
-            self._lock = trio.Lock()
-        async with self._lock:
-            if self._token is None:
-                self._token = await self._run()
-            return _bearer(self._token)
+        if self._token is None:
+            self._token = self._run()
+        return _bearer(self._token)
 
     def on_response(self, request: tuspipe.Request, response: tuspipe.Response) -> None:
         """Forget the token a 401 refused, so that the next request fetches a fresh one."""
@@ -78,15 +76,14 @@ class TokenCommand:
             logger.info("the server refused the token: running $%s again", TOKEN_COMMAND)
             self._token = None
 
-    async def _run(self) -> str:
+    def _run(self) -> str:
         self.runs += 1
         logger.debug("running $%s for a token", TOKEN_COMMAND)
         try:
-            with trio.fail_after(self.timeout):
-                finished = await trio.run_process(
-                    self.command, shell=True, capture_stdout=True, capture_stderr=True, check=False
-                )
-        except trio.TooSlowError:
+            finished = subprocess.run(
+                self.command, shell=True, capture_output=True, timeout=self.timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
             raise tuspipe.UsageError(
                 f"${TOKEN_COMMAND} ({self.command!r}) printed no token within {self.timeout:g} s"
             ) from None
