@@ -6,7 +6,8 @@ is kept before the next knob. Knobs, in order:
 
 1. ``chunk_size``: 1, 4, 8, 16, 32, 64 MiB (values above the test file's size are skipped);
 2. ``read_ahead``: 1, 2, 4, 8 blocks;
-3. ``read_size``: 256 KiB, 1 MiB, 4 MiB;
+3. ``read_size``: tuspipe's default (2 MiB blocks in memory, 8 MiB spans of a file), or one
+   size for both: 256 KiB, 1 MiB, 4 MiB;
 4. ``parallel``: 1, 2, 4 parts, when the server offers concatenation.
 
 Then the tuned settings and tuspipe's defaults run side by side once more, since the sweeps
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ._http import ServerInfo
 from ._runs import (
@@ -65,11 +67,22 @@ PARALLEL_PARTS = (1, 2, 4)
 
 @dataclass(frozen=True)
 class Knob:
-    """One setting the sweep varies: its Setting field and its candidate values."""
+    """One setting the sweep varies: its Setting field and its candidate values (None: the
+    library's default, which no single value states)."""
 
     field: str
-    values: tuple[int, ...]
-    show: Callable[[int], str]
+    values: tuple[int | None, ...]
+    show: Callable[[int | None], str]
+
+
+def _shown_size(size: int | None) -> str:
+    return "default" if size is None else format_size(size)
+
+
+def _candidates(values: set[int | None]) -> list[int | None]:
+    """`values` in order: the default (None) first, then the numbers."""
+    numbers = sorted(value for value in values if value is not None)
+    return [None, *numbers] if None in values else list(numbers)
 
 
 @dataclass(frozen=True)
@@ -89,9 +102,9 @@ class TuneOutcome:
 def _knobs(size: int, server: ServerInfo) -> list[Knob]:
     chunks = tuple(chunk for chunk in CHUNK_SIZES if chunk <= size) or (size,)
     knobs = [
-        Knob("chunk_size", chunks, format_size),
+        Knob("chunk_size", chunks, _shown_size),
         Knob("read_ahead", READ_AHEADS, str),
-        Knob("read_size", READ_SIZES, format_size),
+        Knob("read_size", READ_SIZES, _shown_size),
     ]
     if server.supports("concatenation"):
         knobs.append(Knob("parallel", PARALLEL_PARTS, str))
@@ -135,7 +148,7 @@ def tune(
         "tune",
         "tuspipe",
         chunk_size=min(tuspipe.DEFAULT_CHUNK_SIZE, size),
-        read_size=tuspipe.DEFAULT_READ_SIZE,
+        read_size=None,  # the library's: 2 MiB blocks in memory, 8 MiB spans of a file
         read_ahead=tuspipe.DEFAULT_READ_AHEAD,
     )
     best = defaults
@@ -143,8 +156,9 @@ def tune(
     failures = 0
     for knob in _knobs(size, server):
         current = getattr(best, knob.field)
-        values = sorted({*knob.values, current})
-        candidates = [replace(best, **{knob.field: value}) for value in values]
+        values = _candidates({*knob.values, current})
+        changes: list[dict[str, Any]] = [{knob.field: value} for value in values]
+        candidates = [replace(best, **change) for change in changes]
         say(f"  {knob.field}: {', '.join(knob.show(v) for v in values)}")
         medians, failed = _measure(runner, candidates, repeats, say)
         failures += failed
@@ -228,9 +242,10 @@ def python_call(setting: Setting, url: str, checksum: str | None = None) -> str:
         '"FILE"',
         f'"{url}"',
         f"chunk_size={_python_size(setting.chunk_size or 0)}",
-        f"read_size={_python_size(setting.read_size or 0)}",
-        f"read_ahead={setting.read_ahead}",
     ]
+    if setting.read_size is not None:
+        arguments.append(f"read_size={_python_size(setting.read_size)}")
+    arguments.append(f"read_ahead={setting.read_ahead}")
     if setting.parallel > 1:
         arguments.append(f"parallel={setting.parallel}")
     if checksum:
@@ -260,9 +275,10 @@ def cli_line(setting: Setting, url: str, checksum: str | None, options: set[str]
     missing = []
     wanted = [
         ("--chunk-size", "chunk_size", format_size(setting.chunk_size or 0).replace(" ", "")),
-        ("--read-size", "read_size", format_size(setting.read_size or 0).replace(" ", "")),
         ("--read-ahead", "read_ahead", str(setting.read_ahead)),
     ]
+    if setting.read_size is not None:
+        wanted.append(("--read-size", "read_size", format_size(setting.read_size).replace(" ", "")))
     if setting.parallel > 1:
         wanted.append(("--parallel", "parallel", str(setting.parallel)))
     if checksum:

@@ -79,7 +79,7 @@ def test_signatures_and_docstrings_list_every_option(call: Any, schemas: tuple[t
 def test_defaults_in_signatures_are_the_library_defaults() -> None:
     parameters = inspect.signature(tuspipe.upload).parameters
     assert parameters["retries"].default == tuspipe.DEFAULT_RETRIES
-    assert parameters["read_size"].default == tuspipe.DEFAULT_READ_SIZE
+    assert parameters["read_size"].default is None  # DEFAULT_READ_SIZE, DEFAULT_SPAN_SIZE
     assert parameters["timeout"].default == tuspipe.DEFAULT_TIMEOUT
     assert parameters["journal"].default is True
     assert inspect.signature(tuspipe.upload_many).parameters["concurrency"].default == 4

@@ -41,6 +41,7 @@ from tuspipe._stages import (
     Block,
     Chunk,
     _BlockCursor,
+    block_spans,
     checksummer,
     chunker,
     digest_range,
@@ -361,8 +362,14 @@ async def test_checksummer_hashes_waiting_chunks_in_one_thread_trip(
     ],
 )
 @pytest.mark.parametrize("kind", ["bytes", "file"])
+@pytest.mark.parametrize("span_size", [None, 100])
 async def test_reader_blocks_cover_each_chunk_exactly(
-    start: int, chunk_size: int, read_size: int, kind: str, tmp_path: pathlib.Path
+    start: int,
+    chunk_size: int,
+    read_size: int,
+    kind: str,
+    span_size: int | None,
+    tmp_path: pathlib.Path,
 ) -> None:
     data = random_bytes(333)
     source = make_source(data, kind, tmp_path)
@@ -372,7 +379,14 @@ async def test_reader_blocks_cover_each_chunk_exactly(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed, chunks_out, chunks)
         nursery.start_soon(
-            partial(reader, chunks_in, blocks_out, source=source, read_size=read_size)
+            partial(
+                reader,
+                chunks_in,
+                blocks_out,
+                source=source,
+                read_size=read_size,
+                span_size=span_size,
+            )
         )
         blocks = [block async for block in blocks_in]
 
@@ -382,7 +396,11 @@ async def test_reader_blocks_cover_each_chunk_exactly(
         assert isinstance(block.data, FileSpan) == (kind == "file" and block.end != len(data))
         assert block.chunk.offset <= block.offset
         assert block.end <= block.chunk.end  # never straddles into the next chunk
-        assert 0 < len(block.data) <= read_size
+        # Bytes read into memory stay within read_size; spans (no memory) within span_size.
+        largest = read_size
+        if isinstance(block.data, FileSpan) and span_size is not None:
+            largest = max(read_size, span_size)
+        assert 0 < len(block.data) <= largest
         assert as_bytes(block.data) == data[block.offset : block.end]
     # In order, each chunk covered by consecutive blocks, nothing missing or repeated.
     assert [block.offset for block in blocks] == sorted(block.offset for block in blocks)
@@ -393,6 +411,14 @@ async def test_reader_blocks_cover_each_chunk_exactly(
         assert all(a.end == b.offset for a, b in itertools.pairwise(mine))
         assert b"".join(as_bytes(block.data) for block in mine) == data[chunk.offset : chunk.end]
     assert sum(len(block.data) for block in blocks) == len(data) - start
+    if kind == "file" and span_size is not None and span_size > read_size:
+        # As few blocks as those bounds allow: each chunk's spans are full but its last.
+        for chunk in chunks:
+            mine = [block for block in blocks if block.chunk == chunk]
+            spans_of_chunk = [b for b in mine if isinstance(b.data, FileSpan)]
+            assert all(len(b.data) == span_size for b in spans_of_chunk[:-1])
+            if chunk.end == len(data) and chunk.length > read_size:
+                assert len(mine[-1].data) == read_size  # the read that ends the file
 
 
 async def test_reader_passes_the_checksummed_chunk_along() -> None:
@@ -586,6 +612,37 @@ async def test_cursor_rereads_bytes_it_already_streamed(kind: str, tmp_path: pat
     chunk = Chunk(0, 100)
     results = await cursor_bytes(data, chunk, 30, [0, 45, 70], kind, tmp_path)
     assert results == [data, data[45:], data[70:]]
+
+
+async def test_cursor_rereads_a_file_in_spans_of_span_size(tmp_path: pathlib.Path) -> None:
+    # A file streamed in spans of 40 (read_size 10) and partly stored: the rest goes again in
+    # spans of 40 too, and the file's last 10 bytes are read, as the reader does it.
+    data = random_bytes(100)
+    source = make_source(data, "file", tmp_path)
+    chunk = Chunk(0, 100)
+    blocks_out, blocks_in = trio.open_memory_channel[Block](100)
+    for offset, length in block_spans(source, 0, 100, 10, 40):
+        part = source.span_at(offset, length) if offset + length < 100 else b""
+        blocks_out.send_nowait(Block(chunk, offset, part or source.read_at(offset, length)))
+    blocks_out.close()
+    cursor = _BlockCursor(blocks_in, source, 10, 40)
+    assert await cursor.chunk_at(0) == chunk
+    first = [piece async for piece in cursor.iter_bytes(0, 100)]
+    again = [piece async for piece in cursor.iter_bytes(20, 100)]
+    assert [len(piece) for piece in first] == [40, 40, 10, 10]
+    assert [len(piece) for piece in again] == [40, 30, 10]
+    for pieces in (first, again):
+        assert [isinstance(piece, FileSpan) for piece in pieces[-2:]] == [True, False]
+    assert b"".join(map(as_bytes, first)) == data
+    assert b"".join(map(as_bytes, again)) == data[20:]
+
+
+def test_block_spans_are_read_size_for_what_is_read() -> None:
+    # Bytes in memory (not a file), a span size no larger than read_size, or a range that fits
+    # one read: blocks of read_size, as before spans existed.
+    source = open_source(bytes(100))
+    assert list(block_spans(source, 0, 100, 30, 60)) == list(spans(0, 100, 30))
+    assert list(block_spans(source, 5, 100, 30, None)) == list(spans(5, 100, 30))
 
 
 @pytest.mark.parametrize("kind", ["bytes", "file"])

@@ -16,7 +16,7 @@ import trio
 import tuspipe
 from benchmarks.sink import TusSink
 from tests.conftest import MakeFile, TusServer
-from tuspipe._body import BodyPart, FileSpan
+from tuspipe._body import READ_PIECE, BodyPart, FileSpan
 from tuspipe._source import open_source
 from tuspipe._zerocopy import (
     BodyRoute,
@@ -165,6 +165,40 @@ async def test_without_a_sendfile_stream_spans_are_read(tmp_path: Path) -> None:
     pieces = [piece async for piece in route_body(_spans(path, 1000, 300), BodyRoute())]
     assert all(isinstance(piece, bytes) for piece in pieces)
     assert b"".join(pieces) == data
+
+
+async def test_without_a_sendfile_stream_a_large_span_is_read_a_piece_at_a_time(
+    tmp_path: Path,
+) -> None:
+    # A file's spans are large (they cost nothing on the sendfile path); over TLS or a
+    # proxy they are read, and memory must hold one piece, not the whole span.
+    data = os.urandom(2 * READ_PIECE + 5)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    pieces = [piece async for piece in route_body(_spans(path, len(data), len(data)), BodyRoute())]
+    assert [len(piece) for piece in pieces] == [READ_PIECE, READ_PIECE, 5]
+    assert b"".join(pieces) == data
+
+
+def test_a_file_goes_in_spans_of_span_size_by_default(
+    node_server: TusServer, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 5 * tuspipe.DEFAULT_SPAN_SIZE + 12345
+    path = make_file(size)
+    counter = SendfileCounter(monkeypatch)
+    result = tuspipe.upload(path, node_server.url, journal=None)
+    assert node_server.stored_sha256(result.url) == hashlib.sha256(path.read_bytes()).hexdigest()
+    blocks = {stats.name: stats for stats in result.channel_stats}["blocks"]
+    # One chunk: spans of DEFAULT_SPAN_SIZE up to the file's last DEFAULT_READ_SIZE bytes,
+    # which are read (the change check before the server can complete the upload).
+    spanned = size - tuspipe.DEFAULT_READ_SIZE
+    assert blocks.items == -(-spanned // tuspipe.DEFAULT_SPAN_SIZE) + 1
+    assert counter.bytes == spanned - 64 * 1024  # (the first 64 KiB leave with the PATCH head)
+
+    # A read_size given sets the spans too, as it always did.
+    explicit = tuspipe.upload(path, node_server.url, journal=None, read_size=1024 * 1024)
+    blocks = {stats.name: stats for stats in explicit.channel_stats}["blocks"]
+    assert blocks.items == -(-size // (1024 * 1024))
 
 
 async def test_a_span_past_the_end_of_a_shrunk_file_is_an_error(tmp_path: Path) -> None:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["BodyPart", "FileSpan"]
+__all__ = ["READ_PIECE", "BodyPart", "FileSpan"]
+
+#: The most bytes of a span read into memory at once, where the span cannot be sent with
+#: ``sendfile()`` (a TLS connection, a proxy): a file's spans may be large, as they cost no
+#: memory when sent from the page cache, so memory must not follow their size.
+READ_PIECE = 2 * 1024 * 1024
 
 # preadv2's flag for "only what is cached" (Linux 4.14 and later).
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
@@ -23,8 +28,9 @@ _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 class FileSpan:
     """`length` bytes of the open file `fd`, starting at the file position `file_offset`.
 
-    `read` returns those bytes (checked, as the source's own reads are); `check_unchanged`
-    raises :class:`~tuspipe.SourceChangedError` when the file changed since the upload began;
+    `read_piece(skip, length)` returns `length` of those bytes from the span's `skip`-th on
+    (checked, as the source's own reads are); `check_unchanged` raises
+    :class:`~tuspipe.SourceChangedError` when the file changed since the upload began;
     `short_read` builds the error for a file that ended early. They come from the source the
     span belongs to, which also owns `fd` and keeps it open while the upload runs.
     """
@@ -32,12 +38,22 @@ class FileSpan:
     fd: int
     file_offset: int
     length: int
-    read: Callable[[], bytes]
+    read_piece: Callable[[int, int], bytes]
     check_unchanged: Callable[[], None]
     short_read: Callable[[int], Exception]
 
     def __len__(self) -> int:
         return self.length
+
+    def read(self) -> bytes:
+        """All the span's bytes."""
+        return self.read_piece(0, self.length)
+
+    def pieces(self) -> Iterator[tuple[int, int]]:
+        """``(skip, length)`` of the span's pieces of at most :data:`READ_PIECE` bytes, for
+        reading it into memory a piece at a time."""
+        for skip in range(0, self.length, READ_PIECE):
+            yield skip, min(READ_PIECE, self.length - skip)
 
     def prefetch(self) -> None:
         """Ask the kernel to bring the span into the page cache (it returns at once), so a

@@ -58,7 +58,6 @@ from ._source import SourceLike
 from ._transport import AuthTypes, CertTypes, HTTPClient, RequestHook, ResponseHook, VerifyTypes
 from ._types import (
     DEFAULT_READ_AHEAD,
-    DEFAULT_READ_SIZE,
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -289,12 +288,13 @@ class TransferOptions(TypedDict, total=False):
         Option(True, "False always makes a new upload, even if the journal knows one."),
     ]
     read_size: Annotated[
-        int,
+        int | None,
         Option(
-            DEFAULT_READ_SIZE,
-            "bytes per block read from the source. A file's blocks are spans sent with "
-            "sendfile(), so they cost no memory; a stream's are bytes.",
-            positive_int_check,
+            None,
+            "bytes per block. None: 2 MiB blocks where bytes are read into memory (a "
+            "stream's blocks, checksums; DEFAULT_READ_SIZE) and 8 MiB spans of a file sent "
+            "with sendfile(), which cost no memory (DEFAULT_SPAN_SIZE). A number sets both.",
+            positive_int_or_none_check,
         ),
     ]
     read_ahead: Annotated[

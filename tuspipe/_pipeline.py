@@ -65,13 +65,15 @@ CHUNKS_WAITING = 8
 class PipelineSettings:
     """Sizes that shape the pipeline (validated by the api layer).
 
-    chunk_size: bytes per PATCH. read_size: bytes per block read from the source.
-    read_ahead: blocks the reader may hold ahead of the sender.
+    chunk_size: bytes per PATCH. read_size: bytes per block read from the source into
+    memory. read_ahead: blocks the reader may hold ahead of the sender. span_size: bytes per
+    block of a plain file, sent with sendfile() (None: read_size).
     """
 
     chunk_size: int
     read_size: int
     read_ahead: int
+    span_size: int | None = None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -186,7 +188,14 @@ async def run_pipeline(
                 chunks_in = hashed_in
             blocks_out, blocks_in = channel(Block, "blocks", settings.read_ahead)
             nursery.start_soon(
-                partial(reader, chunks_in, blocks_out, source=source, read_size=settings.read_size)
+                partial(
+                    reader,
+                    chunks_in,
+                    blocks_out,
+                    source=source,
+                    read_size=settings.read_size,
+                    span_size=settings.span_size,
+                )
             )
             # Roomy, so the sender hardly ever waits for the reporter, which coalesces anyway.
             acks_out, acks_in = channel(int, "acks", 64)
@@ -203,6 +212,7 @@ async def run_pipeline(
                     stop=stop,
                     algorithm=algorithm,
                     read_size=settings.read_size,
+                    span_size=settings.span_size,
                 )
             )
             nursery.start_soon(partial(reporter, acks_in, on_acknowledged=record))

@@ -171,7 +171,7 @@ class _DescriptorSource(_RandomAccess):
             fd=self._fd,
             file_offset=self._base + offset,
             length=length,
-            read=functools.partial(self.read_at, offset, length),
+            read_piece=lambda skip, piece: self.read_at(offset + skip, piece),
             check_unchanged=self.check_unchanged,
             short_read=functools.partial(self._short_read_at, offset, length),
         )

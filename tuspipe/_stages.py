@@ -11,9 +11,9 @@ What flows between them:
   once the checksummer has hashed it. A chunk holds no bytes, so a 1 GiB chunk costs nothing.
 * :class:`Block` - up to ``read_size`` bytes of one chunk, read ahead by the reader. Blocks
   never straddle chunks; the reader's bounded channel is the read-ahead window. A block of a
-  plain file holds no bytes either, only a :class:`~tuspipe._body.FileSpan`, which the
-  transport sends with ``sendfile()`` where it can; the reader only asks the kernel to bring
-  it into the page cache ahead of the sender.
+  plain file holds no bytes either, only a :class:`~tuspipe._body.FileSpan` of up to
+  ``span_size`` bytes, which the transport sends with ``sendfile()`` where it can; the reader
+  only asks the kernel to bring it into the page cache ahead of the sender.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -46,6 +46,7 @@ __all__ = [
     "Block",
     "Chunk",
     "UploadLink",
+    "block_spans",
     "checksummer",
     "chunker",
     "digest_range",
@@ -269,8 +270,10 @@ async def reader(
     *,
     source: Source,
     read_size: int,
+    span_size: int | None = None,
 ) -> None:
-    """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size`.
+    """Read each chunk's bytes ahead of the sender, in blocks of at most `read_size` (a plain
+    file's in spans of at most `span_size`, by default `read_size`: see :func:`block_spans`).
 
     A plain file's blocks are spans, prefetched into the page cache rather than read; only
     the block that ends the file is read, so the upload's last bytes pass the same change
@@ -278,8 +281,33 @@ async def reader(
     """
     with inbound, outbound, _downstream_may_leave():
         async for chunk in inbound:
-            for offset, length in spans(chunk.offset, chunk.end, read_size):
+            for offset, length in block_spans(
+                source, chunk.offset, chunk.end, read_size, span_size
+            ):
                 await outbound.send(Block(chunk, offset, await _read_block(source, offset, length)))
+
+
+def block_spans(
+    source: Source, start: int, end: int, read_size: int, span_size: int | None
+) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of the blocks that carry ``[start, end)`` of `source`.
+
+    Bytes that are read into memory go in blocks of `read_size`. A plain file's bytes go as
+    spans of `span_size` instead (``sendfile()`` sends them from the page cache, so their size
+    costs no memory, and fewer of them mean fewer trips through the stages), except its last
+    `read_size` bytes, which are read (see :func:`_read_block`).
+    """
+    if (
+        span_size is None
+        or span_size <= read_size
+        or end - start <= read_size
+        or source.span_at(start, 0) is None
+    ):
+        yield from spans(start, end, read_size)
+        return
+    read_from = max(start, end - read_size) if end == source.size else end
+    yield from spans(start, read_from, span_size)
+    yield from spans(read_from, end, read_size)
 
 
 async def _read_block(source: Source, offset: int, length: int) -> BodyPart:
@@ -311,10 +339,17 @@ class _BlockCursor:
     already holds are skipped.
     """
 
-    def __init__(self, blocks: ReceiveEnd[Block], source: Source, read_size: int) -> None:
+    def __init__(
+        self,
+        blocks: ReceiveEnd[Block],
+        source: Source,
+        read_size: int,
+        span_size: int | None = None,
+    ) -> None:
         self._blocks = blocks
         self._source = source
         self._read_size = read_size
+        self._span_size = span_size
         self._pending: Block | None = None  # received from the stream, not yet consumed
         self._consumed_to = 0  # end of the last consumed block
         self._chunk: Chunk | None = None  # the chunk of the newest block received
@@ -359,7 +394,9 @@ class _BlockCursor:
     async def iter_bytes(self, start: int, end: int) -> AsyncIterator[BodyPart]:
         """Yield the source's bytes ``[start, end)``, which lie in one chunk."""
         position = self.position
-        for reread, length in spans(start, min(end, position), self._read_size):
+        for reread, length in block_spans(
+            self._source, start, min(end, position), self._read_size, self._span_size
+        ):
             # Sent before, in a PATCH the server did not fully store (or refused): a file's
             # bytes go again as spans, without being read, as they went the first time.
             yield await _read_block(self._source, reread, length)
@@ -445,6 +482,7 @@ async def sender(
     stop: int | None,
     algorithm: str | None,
     read_size: int,
+    span_size: int | None = None,
 ) -> None:
     """PATCH the blocks to `url`, one request per chunk, and report each acknowledged offset.
 
@@ -454,7 +492,7 @@ async def sender(
     upload goes on from the offset the server reports; a 460 sends the same bytes again.
     """
     with inbound, acknowledged:
-        cursor = _BlockCursor(inbound, source, read_size)
+        cursor = _BlockCursor(inbound, source, read_size, span_size)
         limits = _Stalemate()
         offset = start
         length_known = False  # whether the server already holds a deferred upload's length

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Union
 
+from ._body import READ_PIECE
 from ._channels import ChannelStats
 from ._journal import Journal
 
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_READ_AHEAD",
     "DEFAULT_READ_SIZE",
     "DEFAULT_RETRIES",
+    "DEFAULT_SPAN_SIZE",
     "DEFAULT_STALL_TIMEOUT",
     "DEFAULT_STREAM_CHUNK_SIZE",
     "DEFAULT_TIMEOUT",
@@ -36,10 +38,15 @@ DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024
 #: Bytes per PATCH for one-pass sources (pipes, standard input, iterators), whose unacknowledged
 #: chunk is held in memory so it can be sent again: smaller, to keep that memory small.
 DEFAULT_STREAM_CHUNK_SIZE = 8 * 1024 * 1024
-#: Bytes per block: per read from the source (or per sendfile() of a file's span) and per write
-#: to the socket. Against the sink, 2 MiB blocks beat 1 MiB ones (fewer trips through the
-#: stages and httpx) and 4 MiB ones; a stream's memory grows by read_ahead blocks of this size.
-DEFAULT_READ_SIZE = 2 * 1024 * 1024
+#: Bytes per block read into memory: a stream's blocks, checksum reads, a file's bytes where
+#: sendfile() cannot send them (TLS, a proxy), and the read that ends each file. A stream's
+#: memory grows by read_ahead blocks of this size.
+DEFAULT_READ_SIZE = READ_PIECE
+#: Bytes per span of a file sent with sendfile(): the kernel copies a span from the page cache
+#: to the socket, so its size costs no memory, and fewer spans mean fewer trips through the
+#: stages (and, under asyncio, fewer turns of the host loop). Against the sink, 1 GiB went
+#: about 10 % faster in 8 MiB spans than in 2 MiB ones (benchmarks/RESULTS.md).
+DEFAULT_SPAN_SIZE = 8 * 1024 * 1024
 #: Blocks the reader may read ahead of the sender.
 DEFAULT_READ_AHEAD = 4
 #: Seconds allowed to connect, or to wait for a pooled connection.

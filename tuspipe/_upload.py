@@ -57,6 +57,8 @@ from ._source import Source, SourceLike, open_source, read_range
 from ._transport import Transport
 from ._types import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_READ_SIZE,
+    DEFAULT_SPAN_SIZE,
     DEFAULT_STREAM_CHUNK_SIZE,
     JOURNAL_WRITE_INTERVAL,
     UploadResult,
@@ -89,6 +91,7 @@ def plan_upload(
     if url is not None:
         validate_url(url)
     chunk_size = options["chunk_size"]
+    read_size = options["read_size"]
     return UploadPlan(
         url=url,
         upload_url=upload_url,
@@ -100,8 +103,9 @@ def plan_upload(
         resume_key=options["resume_key"],
         settings=PipelineSettings(
             chunk_size=0 if chunk_size is None else chunk_size,
-            read_size=options["read_size"],
+            read_size=DEFAULT_READ_SIZE if read_size is None else read_size,
             read_ahead=options["read_ahead"],
+            span_size=DEFAULT_SPAN_SIZE if read_size is None else read_size,
         ),
         retry=retry,
         body_limits=body_limits,

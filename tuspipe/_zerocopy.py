@@ -106,12 +106,14 @@ def _stand_in(length: int) -> bytes:
 
 async def route_body(parts: AsyncIterable[BodyPart], route: BodyRoute) -> AsyncIterator[bytes]:
     """The body httpx sends: bytes as they are, file spans as stand-ins where the route has
-    a sendfile stream, and as bytes read in a worker thread where it has not."""
+    a sendfile stream, and as bytes read in a worker thread (a piece at a time) where it has
+    not."""
     async for part in parts:
         if isinstance(part, bytes):
             yield part
         elif route.stream is None:
-            yield await trio.to_thread.run_sync(part.read)
+            for skip, length in part.pieces():
+                yield await trio.to_thread.run_sync(part.read_piece, skip, length)
         else:
             stand_in = _stand_in(part.length)
             route.pending = (stand_in, part)
