@@ -246,8 +246,8 @@ def _prepare_tuspy(spec: dict[str, Any]) -> UploadCall:
     return upload
 
 
-# Bytes per sendfile() call of the ceiling (tuspipe's default block is 2 MiB).
-_SENDFILE_COUNT = 2 * 1024 * 1024
+# Bytes per sendfile() call of the ceiling: as tuspipe's spans of a file (DEFAULT_SPAN_SIZE).
+_SENDFILE_COUNT = 8 * 1024 * 1024
 
 
 def _prepare_sendfile(spec: dict[str, Any]) -> UploadCall:
