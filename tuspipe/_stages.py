@@ -11,9 +11,10 @@ What flows between them:
   once the checksummer has hashed it. A chunk holds no bytes, so a 1 GiB chunk costs nothing.
 * :class:`Block` - up to ``read_size`` bytes of one chunk, read ahead by the reader. Blocks
   never straddle chunks; the reader's bounded channel is the read-ahead window. A block of a
-  plain file holds no bytes either, only a :class:`~tuspipe._body.FileSpan` of up to
-  ``span_size`` bytes, which the transport sends with ``sendfile()`` where it can; the reader
-  only asks the kernel to bring it into the page cache ahead of the sender.
+  plain file holds no bytes either, only a :class:`~tuspipe._body.FileSpan` (of up to
+  ``span_size`` bytes, since it costs no memory), which the transport sends with
+  ``sendfile()`` where it can; the reader only asks the kernel to bring it into the page
+  cache ahead of the sender.
 """
 
 from __future__ import annotations
