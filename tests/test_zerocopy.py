@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 import trio
@@ -215,6 +217,62 @@ async def test_a_span_past_the_end_of_a_shrunk_file_is_an_error(tmp_path: Path) 
         await stream._send_span(span, timeout=5, head=None)
     left.close()
     right.close()
+    source.close()
+
+
+def _small_socketpair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
+    """A connected pair whose buffers hold little, so a sender soon waits for its reader."""
+    left, right = trio.socket.socketpair()
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    right.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    return left, right
+
+
+async def test_a_span_that_keeps_moving_outlasts_the_stall_timeout(tmp_path: Path) -> None:
+    # The stall timeout bounds a time without progress, not a whole span: a slow reader that
+    # keeps taking bytes lets a 512 KiB span take 0.6 s or more against a 0.2 s timeout.
+    data = os.urandom(512 * 1024)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    source = open_source(path)
+    span = source.span_at(0, len(data))
+    assert isinstance(span, FileSpan)
+    left, right = _small_socketpair()
+    stream = _SendfileStream(RecordingStream())  # type: ignore[arg-type]
+    stream._socket = left
+    received = bytearray()
+
+    async def slow_reader() -> None:
+        while len(received) < len(data):
+            await trio.sleep(0.02)
+            received.extend(await right.recv(16 * 1024))
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_reader)
+        await stream._send_span(span, timeout=0.2, head=None)
+    assert trio.current_time() - started > 0.2 * 2
+    assert bytes(received) == data
+    for end in (left, right):
+        end.close()
+    source.close()
+
+
+async def test_a_socket_that_takes_nothing_is_a_stall(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(512 * 1024))
+    source = open_source(path)
+    span = source.span_at(0, 512 * 1024)
+    assert isinstance(span, FileSpan)
+    left, right = _small_socketpair()
+    stream = _SendfileStream(RecordingStream())  # type: ignore[arg-type]
+    stream._socket = left
+    started = trio.current_time()
+    with pytest.raises(httpcore.WriteTimeout, match=r"stalled for 0\.2 s"):
+        await stream._send_span(span, timeout=0.2, head=None)
+    assert 0.2 <= trio.current_time() - started < 2
+    for end in (left, right):
+        end.close()
     source.close()
 
 

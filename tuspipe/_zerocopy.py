@@ -187,34 +187,41 @@ class _SendfileStream(httpcore.AsyncNetworkStream):
             await self._inner.write(buffer, timeout)
 
     async def _send_span(self, span: FileSpan, timeout: float | None, head: bytes | None) -> None:
-        """Send `head` (if any), then the span with ``sendfile()``."""
+        """Send `head` (if any), then the span with ``sendfile()``.
+
+        `timeout` bounds each wait for room in the socket, not the whole span: a span may be
+        large, and on a slow link it may take longer than `timeout` while its bytes keep
+        moving. Only a socket that takes nothing for `timeout` seconds is a stall.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         out = self._socket.fileno()
         offset, remaining = span.file_offset, span.length
+        stall = float("inf") if timeout is None else timeout
         try:
-            with trio.fail_after(float("inf") if timeout is None else timeout):
-                if head is not None:
-                    # The head leaves with the span's first bytes, read here, in one send():
-                    # one segment instead of a small one of its own (not corked with
-                    # MSG_MORE, whose tail can sit out the kernel's 200 ms cork timer). The
-                    # rest of the span then starts on a page boundary.
-                    lead = _lead_in(span)
-                    unsent = memoryview(head + lead)
-                    while unsent:
+            if head is not None:
+                # The head leaves with the span's first bytes, read here, in one send(): one
+                # segment instead of a small one of its own (not corked with MSG_MORE, whose
+                # tail can sit out the kernel's 200 ms cork timer). The rest of the span then
+                # starts on a page boundary.
+                lead = _lead_in(span)
+                unsent = memoryview(head + lead)
+                while unsent:
+                    with trio.fail_after(stall):
                         unsent = unsent[await self._socket.send(unsent) :]
-                    offset += len(lead)
-                    remaining -= len(lead)
-                while remaining:
-                    try:
-                        sent = os.sendfile(out, span.fd, offset, remaining)
-                    except BlockingIOError:
+                offset += len(lead)
+                remaining -= len(lead)
+            while remaining:
+                try:
+                    sent = os.sendfile(out, span.fd, offset, remaining)
+                except BlockingIOError:
+                    with trio.fail_after(stall):
                         await trio.lowlevel.wait_writable(self._socket)
-                        continue
-                    if sent == 0:  # the file ends before the span does
-                        span.check_unchanged()
-                        raise span.short_read(span.length - remaining)
-                    offset += sent
-                    remaining -= sent
+                    continue
+                if sent == 0:  # the file ends before the span does
+                    span.check_unchanged()
+                    raise span.short_read(span.length - remaining)
+                offset += sent
+                remaining -= sent
         except trio.TooSlowError as exc:
             raise httpcore.WriteTimeout(f"sendfile stalled for {timeout} s") from exc
         except (OSError, trio.ClosedResourceError) as exc:
