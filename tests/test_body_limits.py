@@ -21,9 +21,9 @@ import trio
 import tuspipe
 from tests.conftest import MakeFile, TusServer, sha256_file
 from tests.faults import FaultTransport, Respond, Rule
+from tuspipe._blocks import Block, BlockCursor, Chunk
 from tuspipe._bodylimits import MIN_BODY_LIMIT
 from tuspipe._source import open_source
-from tuspipe._stages import Block, Chunk, _BlockCursor
 
 MiB = 1 << 20
 
@@ -174,7 +174,7 @@ async def test_the_cursor_ends_a_request_inside_a_block_and_keeps_the_rest(
         part = source.span_at(offset, length) or source.read_at(offset, length)
         blocks_out.send_nowait(Block(chunk, offset, part))
     blocks_out.close()
-    cursor = _BlockCursor(blocks_in, source, 3000)
+    cursor = BlockCursor(blocks_in, source, 3000)
     got = []
     for start, end in [(0, 4000), (4000, 4100), (4100, 10240)]:
         assert await cursor.chunk_at(start) == chunk

@@ -31,6 +31,7 @@ from tuspipe import (
     UploadNotFoundError,
     UploadTooLargeError,
 )
+from tuspipe._blocks import Block, BlockCursor, Chunk, block_spans
 from tuspipe._body import BodyPart, FileSpan
 from tuspipe._protocol import CHECKSUM_ALGORITHMS
 from tuspipe._retry import RetryingLink
@@ -38,10 +39,6 @@ from tuspipe._source import Source, open_source
 from tuspipe._stages import (
     MAX_CHECKSUM_RESENDS,
     MAX_PATCHES_WITHOUT_PROGRESS,
-    Block,
-    Chunk,
-    _BlockCursor,
-    block_spans,
     checksummer,
     chunker,
     digest_range,
@@ -576,7 +573,7 @@ async def test_reporter_failure_closes_its_inbound() -> None:
 async def cursor_pieces(
     source: Source, chunk: Chunk, read_size: int, starts: list[int]
 ) -> list[list[BodyPart]]:
-    """Feed `chunk`'s blocks (spans where the source has them) to a _BlockCursor; collect
+    """Feed `chunk`'s blocks (spans where the source has them) to a BlockCursor; collect
     ``iter_bytes(start, chunk)`` for each of `starts` in turn, as the sender does after each
     PATCH."""
     blocks_out, blocks_in = trio.open_memory_channel[Block](100)
@@ -584,7 +581,7 @@ async def cursor_pieces(
         data = source.span_at(offset, length) or source.read_at(offset, length)
         blocks_out.send_nowait(Block(chunk, offset, data))
     blocks_out.close()
-    cursor = _BlockCursor(blocks_in, source, read_size)
+    cursor = BlockCursor(blocks_in, source, read_size)
     results = []
     for start in starts:
         assert await cursor.chunk_at(start) == chunk
@@ -625,7 +622,7 @@ async def test_cursor_rereads_a_file_in_spans_of_span_size(tmp_path: pathlib.Pat
         part = source.span_at(offset, length) if offset + length < 100 else b""
         blocks_out.send_nowait(Block(chunk, offset, part or source.read_at(offset, length)))
     blocks_out.close()
-    cursor = _BlockCursor(blocks_in, source, 10, 40)
+    cursor = BlockCursor(blocks_in, source, 10, 40)
     assert await cursor.chunk_at(0) == chunk
     first = [piece async for piece in cursor.iter_bytes(0, 100)]
     again = [piece async for piece in cursor.iter_bytes(20, 100)]

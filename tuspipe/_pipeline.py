@@ -38,6 +38,7 @@ from typing import NoReturn, TypeVar
 
 import trio
 
+from ._blocks import Block, Chunk
 from ._bodylimits import BodyLimits
 from ._channels import (
     ChannelStats,
@@ -48,7 +49,7 @@ from ._channels import (
 from ._errors import TusError
 from ._retry import DEFAULT_RETRY_POLICY, RetryingLink, RetryPolicy
 from ._source import Source
-from ._stages import Block, Chunk, checksummer, chunker, reader, reporter, sender
+from ._stages import checksummer, chunker, reader, reporter, sender
 from ._transport import Transport
 
 __all__ = ["PipelineSettings", "gather", "raise_from_group", "run_pipeline"]
