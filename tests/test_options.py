@@ -23,8 +23,8 @@ from tuspipe._options import (
     TransferOptions,
     UploadCallOptions,
     UploadOptions,
-    option_names,
 )
+from tuspipe._schemas import option_names
 
 SCHEMAS = [
     ConnectionOptions,

@@ -21,9 +21,8 @@ from ._options import (
     ManyOptions,
     UploadCallOptions,
     UploadOptions,
-    documented,
-    split_options,
 )
+from ._schemas import documented, split_options
 from ._source import SourceLike
 from ._sync import blocking
 from ._types import UploadOutcome, UploadResult

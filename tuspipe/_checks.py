@@ -1,7 +1,7 @@
 """The checks of tuspipe's options, and what each option's declaration holds (:class:`Option`).
 
 Each check raises :class:`~tuspipe.UsageError` naming the option when a value is not
-acceptable; :func:`tuspipe._options.resolve` runs them, before any traffic. Several reuse the
+acceptable; :func:`tuspipe._schemas.resolve` runs them, before any traffic. Several reuse the
 validators of the values they configure (headers, metadata, the retry policy, checksums), so a
 rule is written once.
 """

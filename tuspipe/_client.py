@@ -27,10 +27,6 @@ from ._options import (
     ManyOptions,
     TransferOptions,
     UploadOptions,
-    documented,
-    option_names,
-    resolve,
-    resolve_changes,
 )
 from ._pipeline import gather
 from ._protocol import (
@@ -44,6 +40,7 @@ from ._protocol import (
     validate_url,
 )
 from ._retry import RetryPolicy, create_with_retries, head_upload, retrying
+from ._schemas import documented, option_names, resolve, resolve_changes
 from ._source import SourceLike
 from ._transport import Transport
 from ._types import DEFAULT_CHUNK_SIZE, UploadOutcome, UploadResult

@@ -13,8 +13,9 @@ from typing import Unpack
 
 from ._client import Client
 from ._loops import any_loop
-from ._options import ClientOptions, documented
+from ._options import ClientOptions
 from ._protocol import ServerCapabilities, UploadStatus
+from ._schemas import documented
 from ._sync import blocking
 
 __all__ = [
