@@ -26,6 +26,7 @@ class PatternSource:
     read without holding them: a 1 GB source costs nothing. Records every read."""
 
     _PATTERN = bytes((index * 151 + 7) % 256 for index in range(251))  # 251: a prime period
+    in_memory = False  # (made as it is read)
 
     def __init__(self, size: int, changes: dict[int, int] | None = None) -> None:
         self.size = size

@@ -727,6 +727,32 @@ async def test_small_reads_skip_the_worker_thread(
         source.close()
 
 
+async def test_reads_of_bytes_in_memory_skip_the_worker_thread(
+    thread_calls: list[object],
+) -> None:
+    # Bytes in memory are copied, holding the GIL: a worker thread would only add its trip.
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    held = open_source(data)
+    stream = open_source(iter([data[:1000], data[1000:]]), read_size=1 << 20, retention=4 << 20)
+    part = slice_source(held, 7, 2 * 1024 * 1024)
+    assert all(source.in_memory for source in (held, stream, part))
+    assert await stream.ensure(len(data)) == len(data)
+    thread_calls.clear()  # (the stream's own pulls run in worker threads)
+    assert await read_bytes(held, 3, 2 * 1024 * 1024) == data[3 : 3 + 2 * 1024 * 1024]
+    assert await read_bytes(stream, 5, 2 * 1024 * 1024) == data[5 : 5 + 2 * 1024 * 1024]
+    assert await read_bytes(part, 0, 2 * 1024 * 1024) == data[7:]
+    assert thread_calls == []
+
+
+def test_files_and_callers_streams_are_not_in_memory(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"abc")
+    for source in (open_source(path), open_source(io.BytesIO(b"abc"))):
+        assert not source.in_memory
+        assert not slice_source(source, 1, 2).in_memory
+        source.close()
+
+
 def test_a_slice_of_a_file_gives_spans_and_reads_of_the_file(tmp_path: pathlib.Path) -> None:
     data = os.urandom(10_000)
     path = tmp_path / "whole.bin"

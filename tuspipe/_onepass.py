@@ -39,13 +39,15 @@ class OnePassSource:
     ``release`` when reading on would exceed it.
     """
 
+    in_memory = True  # what it holds, it holds in memory
+
     def __init__(self, pull: Pull, name: str, *, read_size: int, retention: int) -> None:
         self._pull = pull
         self._read_size = read_size
         self._retention = retention
         self._blocks: collections.deque[tuple[int, bytes]] = collections.deque()
         self._starts: collections.deque[int] = collections.deque()  # each block's offset
-        self._lock = threading.Lock()  # read_at runs in worker threads
+        self._lock = threading.Lock()  # read_at may run in worker threads (checksums)
         self._floor = 0  # bytes below were released
         self._filled = 0  # bytes read from the stream so far
         self._released = trio.Event()

@@ -84,6 +84,13 @@ class Source(Protocol):
         None when reading them might wait (then ``read_at`` belongs in a worker thread)."""
         ...
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether every byte the source holds is in memory (bytes, what a one-pass source
+        keeps). Reading those is a copy that holds the GIL, which a worker thread would only
+        make slower: :func:`read_bytes` makes it on the loop, whatever its size."""
+        ...
+
     async def ensure(self, end: int) -> int:
         """Make the bytes up to `end` readable; return how many of them exist (``min(end,
         size)``). A one-pass source reads on, waiting while it holds as much as it may."""
@@ -100,6 +107,7 @@ class _RandomAccess:
     """What every source that holds all its bytes does for ``ensure`` and ``release``."""
 
     size: int
+    in_memory = False
 
     async def ensure(self, end: int) -> int:
         return min(end, self.size)
@@ -235,6 +243,8 @@ class _StreamSource(_RandomAccess):
 class _BytesSource(_RandomAccess):
     """Bytes in memory."""
 
+    in_memory = True
+
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         if not view.c_contiguous:  # a strided view cannot be cast to bytes; copy it
@@ -333,6 +343,10 @@ class _SliceSource(_RandomAccess):
         self._check(offset, length)
         return self._source.span_at(self._start + offset, length)
 
+    @property
+    def in_memory(self) -> bool:  # type: ignore[override]  # (a class attribute above)
+        return self._source.in_memory
+
     def _check(self, offset: int, length: int) -> None:
         if offset + length > self.size:
             raise ValueError(f"{self.name}: read beyond the slice")
@@ -399,9 +413,10 @@ INLINE_READ_LIMIT = 64 * 1024
 
 
 async def read_bytes(source: Source, offset: int, length: int) -> bytes:
-    """``source.read_at(offset, length)``: in a worker thread, unless it is small and cannot
-    block (the bytes are in memory or the page cache)."""
-    if length <= INLINE_READ_LIMIT:
+    """``source.read_at(offset, length)``: on the loop when the source's bytes are in memory
+    (a copy: see ``Source.in_memory``) or when they are few and cannot block (in the page
+    cache); in a worker thread otherwise."""
+    if length <= INLINE_READ_LIMIT or source.in_memory:
         data = source.read_now(offset, length)
         if data is not None:
             await trio.lowlevel.checkpoint()
