@@ -31,22 +31,13 @@ import tuspipe
 from tuspipe import cli as _cli
 from tuspipe.cli._plan import _hide_credentials
 
+from .commands import run_tuspipe, tuspipe_argv
 from .conftest import MakeFile, TusServer, sha256_file
 from .faultproxy import ThreadedFaultProxy
 from .waiting import unread_bytes, wait_until
 
 MiB = 1024 * 1024
 TIMEOUT = 120
-
-
-def tuspipe_command(*arguments: str | Path) -> list[str]:
-    return [sys.executable, "-m", "tuspipe", *map(str, arguments)]
-
-
-def run(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        tuspipe_command(*arguments), capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -63,7 +54,7 @@ def delete(url: str) -> None:
 
 def test_upload_one_file_json(node_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(3 * MiB + 17)
-    done = run("upload", "--json", "--chunk-size", "1MiB", path, node_server.url)
+    done = run_tuspipe("upload", "--json", "--chunk-size", "1MiB", path, node_server.url)
     assert done.returncode == 0, done.stderr
     [result] = json_lines(done.stdout)
     assert set(result) == {"file", "url", "size", "seconds", "resumed_from"}
@@ -76,7 +67,7 @@ def test_upload_one_file_json(node_server: TusServer, make_file: MakeFile) -> No
 
 def test_upload_several_files_concurrently(node_server: TusServer, make_file: MakeFile) -> None:
     paths = [make_file(size) for size in (0, 1, 700_000, 2 * MiB + 3, 5 * MiB)]
-    done = run(
+    done = run_tuspipe(
         "upload", "--json", "--concurrency", "2", "--chunk-size", "512KiB", *paths, node_server.url
     )
     assert done.returncode == 0, done.stderr
@@ -93,7 +84,7 @@ def test_default_and_given_metadata(node_server: TusServer, tmp_path: Path) -> N
     path = tmp_path / "notes.txt"
     path.write_text("some notes\n")
     metadata = ["-m", "owner=zoë", "--metadata", "filetype=text/x-notes"]
-    done = run("upload", "--json", *metadata, path, node_server.url)
+    done = run_tuspipe("upload", "--json", *metadata, path, node_server.url)
     assert done.returncode == 0, done.stderr
     [result] = json_lines(done.stdout)
     status = tuspipe.upload_status(result["url"])
@@ -104,14 +95,14 @@ def test_default_and_given_metadata(node_server: TusServer, tmp_path: Path) -> N
     }
     other = tmp_path / "data.unknownext"
     other.write_bytes(b"\x00" * 10)
-    done = run("upload", "--json", other, node_server.url)
+    done = run_tuspipe("upload", "--json", other, node_server.url)
     [result] = json_lines(done.stdout)
     assert tuspipe.upload_status(result["url"]).metadata["filetype"] == b"application/octet-stream"
 
 
 def test_plain_progress_on_a_pipe(node_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(4 * MiB)
-    done = run("upload", "--chunk-size", "1MiB", path, node_server.url)
+    done = run_tuspipe("upload", "--chunk-size", "1MiB", path, node_server.url)
     assert done.returncode == 0, done.stderr
     # standard output: the result; standard error: a line per event and per 10 %
     [line] = done.stdout.splitlines()
@@ -125,10 +116,10 @@ def test_plain_progress_on_a_pipe(node_server: TusServer, make_file: MakeFile) -
 
 def test_quiet_prints_nothing_but_errors(node_server: TusServer, make_file: MakeFile) -> None:
     path = make_file(100_000)
-    done = run("upload", "--quiet", path, node_server.url)
+    done = run_tuspipe("upload", "--quiet", path, node_server.url)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     missing = f"{path}.missing"
-    done = run("upload", "-q", path, missing, node_server.url)
+    done = run_tuspipe("upload", "-q", path, missing, node_server.url)
     assert done.returncode == 3
     assert done.stdout == ""
     assert done.stderr == (
@@ -165,7 +156,7 @@ def run_with_input(data: bytes | Path, *arguments: str | Path) -> subprocess.Com
     if isinstance(data, Path):
         with data.open("rb") as stdin:
             done = subprocess.run(
-                tuspipe_command(*arguments),
+                tuspipe_argv(*arguments),
                 stdin=stdin,
                 capture_output=True,
                 timeout=TIMEOUT,
@@ -173,7 +164,7 @@ def run_with_input(data: bytes | Path, *arguments: str | Path) -> subprocess.Com
             )
     else:
         done = subprocess.run(
-            tuspipe_command(*arguments),
+            tuspipe_argv(*arguments),
             input=data,
             capture_output=True,
             timeout=TIMEOUT,
@@ -295,7 +286,7 @@ def test_sigint_during_standard_input_says_it_cannot_be_resumed(node_server: Tus
     # the last). It stops cleanly, with no resume command (nothing can read the stream again),
     # and the interpreter's shutdown is not stalled by the abandoned read of the pipe.
     process = subprocess.Popen(
-        tuspipe_command("upload", "--chunk-size", "1MiB", "-", node_server.url),
+        tuspipe_argv("upload", "--chunk-size", "1MiB", "-", node_server.url),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -332,7 +323,7 @@ def test_standard_input_from_a_terminal_is_refused() -> None:
     master, slave = pty.openpty()
     try:
         done = subprocess.run(
-            tuspipe_command("upload", "-", "http://127.0.0.1:9/files/"),
+            tuspipe_argv("upload", "-", "http://127.0.0.1:9/files/"),
             stdin=slave,
             capture_output=True,
             text=True,
@@ -359,7 +350,7 @@ def test_standard_input_progress_bar_on_a_terminal(
     env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
-        tuspipe_command("upload", "--chunk-size", "1MiB", "-", node_server.url),
+        tuspipe_argv("upload", "--chunk-size", "1MiB", "-", node_server.url),
         stdin=subprocess.PIPE,
         stdout=slave,
         stderr=slave,
@@ -453,7 +444,7 @@ def test_sigint_stops_cleanly_and_the_same_command_resumes(
 ) -> None:
     path = make_file(256 * MiB)
     arguments = ["upload", "--json", "--chunk-size", "1MiB", str(path), node_server.url]
-    command = tuspipe_command(*arguments)
+    command = tuspipe_argv(*arguments)
 
     first = _interrupt_midway(command)
     assert first.returncode == 130, first.stderr
@@ -467,7 +458,7 @@ def test_sigint_stops_cleanly_and_the_same_command_resumes(
     upload_url = interrupted["url"]
     assert [entry.url for entry in tuspipe.Journal().unfinished()] == [upload_url]
 
-    second = run(*arguments)
+    second = run_tuspipe(*arguments)
     assert second.returncode == 0, second.stderr
     [result] = json_lines(second.stdout)
     assert result["url"] == upload_url
@@ -492,7 +483,7 @@ def test_sigint_hint_hides_credential_headers(node_server: TusServer, make_file:
         str(path),
         node_server.url,
     ]
-    first = _interrupt_midway(tuspipe_command(*arguments))
+    first = _interrupt_midway(tuspipe_argv(*arguments))
     assert first.returncode == 130, first.stderr
     assert "s3cret-token" not in first.stderr
     assert "abc123" not in first.stderr
@@ -526,7 +517,7 @@ def test_sigint_without_journal_hints_upload_url(
 ) -> None:
     path = make_file(256 * MiB)
     arguments = ["upload", "--no-journal", "--chunk-size", "1MiB", str(path), node_server.url]
-    first = _interrupt_midway(tuspipe_command(*arguments))
+    first = _interrupt_midway(tuspipe_argv(*arguments))
     assert first.returncode == 130, first.stderr
     hint = first.stderr.split("tuspipe: interrupted; to resume, run:\n", 1)[1].splitlines()[0]
     tokens = shlex.split(hint)
@@ -536,7 +527,7 @@ def test_sigint_without_journal_hints_upload_url(
     upload_url = tokens[tokens.index("--upload-url") + 1]
 
     # run the printed command as it stands (with this interpreter)
-    second = run(tokens[3], "--json", *tokens[4:])
+    second = run_tuspipe(tokens[3], "--json", *tokens[4:])
     assert second.returncode == 0, second.stderr
     [result] = json_lines(second.stdout)
     assert result["url"] == upload_url
@@ -549,13 +540,13 @@ def test_sigint_without_journal_hints_upload_url(
 
 
 def test_info(node_server: TusServer) -> None:
-    done = run("info", node_server.url)
+    done = run_tuspipe("info", node_server.url)
     assert done.returncode == 0, done.stderr
     assert "tus versions: 1.0.0" in done.stdout
     assert re.search(r"extensions:\s.*\bcreation\b.*\btermination\b", done.stdout)
     assert "maximum size: 2.0 GiB (2147483648 bytes)" in done.stdout
     assert "checksums:    none offered" in done.stdout
-    done = run("info", "--json", node_server.url)
+    done = run_tuspipe("info", "--json", node_server.url)
     [info] = json_lines(done.stdout)
     assert info["versions"] == ["1.0.0"]
     assert {"creation", "termination"} <= set(info["extensions"])
@@ -573,13 +564,13 @@ def test_status_and_delete(node_server: TusServer, tmp_path: Path) -> None:
         journal=None,
         metadata={"filename": "part.bin", "blob": b"\x00\x01"},
     )
-    done = run("status", result.url)
+    done = run_tuspipe("status", result.url)
     assert done.returncode == 0, done.stderr
     assert "offset:   250 B of 1000 B (250 of 1000 bytes, 25.0%)" in done.stdout
     assert "complete: no" in done.stdout
     assert re.search(r"^  filename  part\.bin$", done.stdout, re.MULTILINE)
     assert re.search(r"^  blob      \(base64\) AAE=$", done.stdout, re.MULTILINE)
-    [status] = json_lines(run("status", "--json", result.url).stdout)
+    [status] = json_lines(run_tuspipe("status", "--json", result.url).stdout)
     assert status["offset"] == 250
     assert status["length"] == 1000
     assert status["percent"] == 25.0
@@ -587,15 +578,15 @@ def test_status_and_delete(node_server: TusServer, tmp_path: Path) -> None:
     assert status["metadata"] == {"filename": "part.bin"}
     assert status["metadata_base64"] == {"blob": "AAE="}
 
-    done = run("delete", result.url)
+    done = run_tuspipe("delete", result.url)
     assert (done.returncode, done.stdout) == (0, f"deleted {result.url}\n")
-    gone = run("status", result.url)
+    gone = run_tuspipe("status", result.url)
     assert gone.returncode == 4
     assert gone.stderr.startswith("tuspipe: error: ")
     assert "404" in gone.stderr
     assert "Traceback" not in gone.stderr
     # Deleting what is not there is not a success (a typo must not look like one): issue 14.
-    again = run("delete", "--json", result.url)
+    again = run_tuspipe("delete", "--json", result.url)
     assert again.returncode == 4
     assert json_lines(again.stdout) == [
         {
@@ -605,7 +596,7 @@ def test_status_and_delete(node_server: TusServer, tmp_path: Path) -> None:
             "exit_code": 4,
         }
     ]
-    plain = run("delete", result.url)
+    plain = run_tuspipe("delete", result.url)
     assert (plain.returncode, plain.stdout) == (4, "")
     assert plain.stderr == f"tuspipe: error: {result.url}: not found (already deleted?)\n"
 
@@ -621,7 +612,7 @@ def test_journal_list_forget_clear(
         tuspipe.upload(path, node_server.url, stop_at=4096, chunk_size=4096)
         for path in (first, second)
     ]
-    done = run("journal", "list", "--json")
+    done = run_tuspipe("journal", "list", "--json")
     assert done.returncode == 0, done.stderr
     entries = json_lines(done.stdout)
     assert [(entry["source"], entry["offset"], entry["size"]) for entry in entries] == [
@@ -630,24 +621,27 @@ def test_journal_list_forget_clear(
     ]
     assert [entry["url"] for entry in entries] == [result.url for result in unfinished]
 
-    human = run("journal", "list").stdout
+    human = run_tuspipe("journal", "list").stdout
     assert f"{entries[0]['key']}  {first}" in human
     assert "4.0 KiB of 9.8 KiB (4096/10000 bytes, 41.0%), created " in human
     assert unfinished[1].url in human
 
-    done = run("journal", "forget", entries[0]["key"][:12])  # a unique start is enough
+    done = run_tuspipe("journal", "forget", entries[0]["key"][:12])  # a unique start is enough
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"forgot {entries[0]['key']}")
     assert [entry.key for entry in tuspipe.Journal().unfinished()] == [entries[1]["key"]]
-    unknown = run("journal", "forget", "nope")
+    unknown = run_tuspipe("journal", "forget", "nope")
     assert unknown.returncode == 2
     assert "has no unfinished upload with key 'nope'" in unknown.stderr
 
-    assert run("journal", "clear", "--expired").stdout == "forgot 0 expired unfinished uploads\n"
-    assert run("journal", "clear").stdout == "forgot 1 unfinished upload\n"
-    assert run("journal", "list").stdout == f"no unfinished uploads in {private_journal}\n"
+    assert (
+        run_tuspipe("journal", "clear", "--expired").stdout
+        == "forgot 0 expired unfinished uploads\n"
+    )
+    assert run_tuspipe("journal", "clear").stdout == "forgot 1 unfinished upload\n"
+    assert run_tuspipe("journal", "list").stdout == f"no unfinished uploads in {private_journal}\n"
     other = private_journal.with_name("other-journal")
-    assert run("journal", "list", "--json", "--journal", str(other)).stdout == ""
+    assert run_tuspipe("journal", "list", "--json", "--journal", str(other)).stdout == ""
 
 
 # ---- errors and exit codes -------------------------------------------------------------------
@@ -683,22 +677,22 @@ def not_found_url() -> Iterator[str]:
 
 
 def test_server_refusal_exits_4(make_file: MakeFile, not_found_url: str) -> None:
-    done = run("upload", "--retries", "0", make_file(100), not_found_url)
+    done = run_tuspipe("upload", "--retries", "0", make_file(100), not_found_url)
     assert done.returncode == 4
     assert re.fullmatch(r"tuspipe: error: .*answered 404\): 'no tus here'\n", done.stderr)
-    done = run("upload", "--json", make_file(100), not_found_url)
+    done = run_tuspipe("upload", "--json", make_file(100), not_found_url)
     [failure] = json_lines(done.stdout)
     assert set(failure) == {"file", "error", "exit_code"}
     assert failure["exit_code"] == 4
 
 
 def test_unreachable_server_exits_5(make_file: MakeFile) -> None:
-    done = run("upload", "--retries", "0", make_file(100), "http://127.0.0.1:9/files/")
+    done = run_tuspipe("upload", "--retries", "0", make_file(100), "http://127.0.0.1:9/files/")
     assert done.returncode == 5
     assert done.stderr.startswith("tuspipe: error: ")
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1
-    info = run("info", "--retries", "0", "http://127.0.0.1:9/files/")
+    info = run_tuspipe("info", "--retries", "0", "http://127.0.0.1:9/files/")
     assert info.returncode == 5
 
 
@@ -717,7 +711,7 @@ def test_a_retried_patch_is_reported_and_the_upload_completes(
     node_server: TusServer, make_file: MakeFile, cut_once: str
 ) -> None:
     path = make_file(4 * MiB)
-    done = run("upload", "--json", "--chunk-size", "1MiB", path, cut_once)
+    done = run_tuspipe("upload", "--json", "--chunk-size", "1MiB", path, cut_once)
     assert done.returncode == 0, done.stderr
     warning = rf"^tuspipe: warning: {re.escape(str(path))}: PATCH at offset 0 failed .* try 1 of 5 "
     assert re.search(warning, done.stderr, re.MULTILINE)
@@ -727,7 +721,7 @@ def test_a_retried_patch_is_reported_and_the_upload_completes(
 
 def test_retries_are_reported(make_file: MakeFile) -> None:
     path = make_file(100)
-    done = run("upload", "--retries", "1", path, "http://127.0.0.1:9/files/")
+    done = run_tuspipe("upload", "--retries", "1", path, "http://127.0.0.1:9/files/")
     assert done.returncode == 5
     warning = rf"^tuspipe: warning: {re.escape(str(path))}: POST .* try 1 of 1 in "
     assert re.search(warning, done.stderr, re.MULTILINE)
@@ -738,7 +732,7 @@ def test_missing_file_exits_3_and_the_others_still_upload(
 ) -> None:
     present = make_file(5000)
     missing = tmp_path / "missing.bin"
-    done = run("upload", "--json", missing, present, node_server.url)
+    done = run_tuspipe("upload", "--json", missing, present, node_server.url)
     assert done.returncode == 3
     results = {result["file"]: result for result in json_lines(done.stdout)}
     assert results[str(missing)] == {
@@ -751,7 +745,9 @@ def test_missing_file_exits_3_and_the_others_still_upload(
 
 
 def test_worst_exit_code_wins(make_file: MakeFile, tmp_path: Path, not_found_url: str) -> None:
-    done = run("upload", "--retries", "0", tmp_path / "missing", make_file(10), not_found_url)
+    done = run_tuspipe(
+        "upload", "--retries", "0", tmp_path / "missing", make_file(10), not_found_url
+    )
     assert done.returncode == 4  # 4 (refused) beats 3 (local file)
 
 
@@ -779,7 +775,7 @@ def test_worst_exit_code_wins(make_file: MakeFile, tmp_path: Path, not_found_url
     ],
 )
 def test_bad_arguments_exit_2(arguments: list[str], message: str) -> None:
-    done = run(*arguments)
+    done = run_tuspipe(*arguments)
     assert done.returncode == 2
     assert message in done.stderr
     assert "usage: tuspipe" in done.stderr
@@ -810,7 +806,7 @@ def test_bad_arguments_exit_2(arguments: list[str], message: str) -> None:
 )
 def test_usage_errors_exit_2(arguments: list[str], message: str, make_file: MakeFile) -> None:
     sources = {"SELF": str(make_file(10)), "SELF2": str(make_file(20))}
-    done = run(*[sources.get(argument, argument) for argument in arguments])
+    done = run_tuspipe(*[sources.get(argument, argument) for argument in arguments])
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("tuspipe: error: ")
     assert message in done.stderr
@@ -820,14 +816,16 @@ def test_usage_errors_exit_2(arguments: list[str], message: str, make_file: Make
 
 
 def test_debug_shows_requests_and_traceback(make_file: MakeFile) -> None:
-    done = run("upload", "--debug", "--retries", "0", make_file(10), "http://127.0.0.1:9/files/")
+    done = run_tuspipe(
+        "upload", "--debug", "--retries", "0", make_file(10), "http://127.0.0.1:9/files/"
+    )
     assert done.returncode == 5
     assert "tuspipe: debug: " in done.stderr
     assert "Traceback" in done.stderr
 
 
 def test_help_documents_exit_codes() -> None:
-    done = run("--help")
+    done = run_tuspipe("--help")
     assert done.returncode == 0
     for code, meaning in _cli.EXIT_CODES.items():
         assert f"  {code:<4} {meaning}" in done.stdout
@@ -959,7 +957,7 @@ def test_progress_bar_on_a_terminal(
     env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
-        tuspipe_command("upload", "--chunk-size", "1MiB", *paths, cut_once),
+        tuspipe_argv("upload", "--chunk-size", "1MiB", *paths, cut_once),
         stdin=slave,
         stdout=slave,
         stderr=slave,

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from rich.console import Console
 
+from tests.commands import run_tuspipe
 from tests.conftest import MakeFile, TusServer, sha256_file
 from tests.tlsproxy import PKI, ThreadedTLSProxy
 from tuspipe.cli import _display
@@ -86,18 +85,8 @@ def test_a_resumed_upload_says_so_as_it_starts(
     assert "big.bin: resuming http://tus.test/files/a at 1.0 MiB of 4.0 MiB" in shown
 
 
-def tuspipe_command(*arguments: object, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuspipe", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
 def test_help_names_every_environment_variable() -> None:
-    shown = tuspipe_command("--help", env=dict(os.environ)).stdout
+    shown = run_tuspipe("--help", env=dict(os.environ)).stdout
     for names in ENVIRONMENT:
         for name in names.split(", "):
             assert name in shown
@@ -111,7 +100,7 @@ def test_the_journal_follows_xdg_cache_home(
 ) -> None:
     env = {key: value for key, value in os.environ.items() if key != "TUSPIPE_JOURNAL"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    done = tuspipe_command("upload", make_file(1000), node_server.url, env=env)
+    done = run_tuspipe("upload", make_file(1000), node_server.url, env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cache" / "tuspipe" / "journal").is_file()
 
@@ -127,8 +116,8 @@ def test_ssl_cert_file_is_trusted(
     assert port is not None
     with ThreadedTLSProxy(pki, upstream_port=port) as proxy:
         url = proxy.url_for("/files/")
-        refused = tuspipe_command("upload", "--no-journal", path, url, env=dict(os.environ))
-        trusted = tuspipe_command(
+        refused = run_tuspipe("upload", "--no-journal", path, url, env=dict(os.environ))
+        trusted = run_tuspipe(
             "upload",
             "--no-journal",
             "--json",

@@ -24,6 +24,7 @@ import pytest
 import tuspipe
 from tuspipe.cli._token import TOKEN, TOKEN_COMMAND, TokenCommand, credentials_from
 
+from .commands import run_tuspipe
 from .conftest import MakeFile, TusServer, sha256_file
 from .tokenproxy import ThreadedTokenProxy
 
@@ -60,14 +61,7 @@ def tuspipe_command(*arguments: object, **environment: str) -> subprocess.Comple
         if name not in (TOKEN, TOKEN_COMMAND, "TUSPIPE_JOURNAL")
     }
     env.update(environment)
-    return subprocess.run(
-        [sys.executable, "-m", "tuspipe", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    return run_tuspipe(*arguments, env=env)
 
 
 def outcome(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -10,8 +10,6 @@ mapping is applied to its errors and to its warnings.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +19,7 @@ import pytest
 import trio
 
 import tuspipe
+from tests.commands import run_tuspipe
 from tests.conftest import MakeFile, TusServer
 from tests.faultproxy import ThreadedFaultProxy
 from tests.tlsproxy import PKI, ThreadedTLSProxy
@@ -177,17 +176,8 @@ def test_every_rewording_is_exercised_above() -> None:
     assert len(REWORDINGS) == 13
 
 
-def run_cli(*arguments: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuspipe", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_command_says_flags_in_its_errors(node_server: TusServer, make_file: MakeFile) -> None:
-    done = run_cli("upload", "--checksum", "sha256", make_file(10), node_server.url)
+    done = run_tuspipe("upload", "--checksum", "sha256", make_file(10), node_server.url)
     assert done.returncode == 2
     assert "--checksum none or --checksum auto" in done.stderr
     assert "checksum=None" not in done.stderr
@@ -202,7 +192,7 @@ def test_the_command_says_flags_in_its_warnings(
     with ThreadedFaultProxy(upstream.hostname, upstream.port, max_body=MiB) as proxy:
         # 4 MiB in one PATCH, then 2 MiB: refused; 1 MiB fits.
         url = proxy.url_for(node_server.url)
-        done = run_cli("upload", "--no-journal", make_file(4 * MiB), url)
+        done = run_tuspipe("upload", "--no-journal", make_file(4 * MiB), url)
     assert done.returncode == 0, done.stderr
     assert "Pass --chunk-size 1MiB" in done.stderr
     assert "chunk_size=" not in done.stderr

@@ -17,7 +17,6 @@ import os
 import ssl
 import stat
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager, suppress
 from functools import partial
@@ -39,6 +38,7 @@ from tuspipe._transport import _shared_ssl_context, make_ssl_context
 from tuspipe.compat import client as compat_client
 from tuspipe.compat.exceptions import TusCommunicationError
 
+from .commands import run_tuspipe
 from .conftest import MakeFile, TusServer, sha256_file
 from .fakes import FakeTusServer
 from .tlsproxy import PKI, PKIFiles, ReceivedRequest, ThreadedTLSProxy, TLSProxy
@@ -74,16 +74,6 @@ def node_port(node_server: TusServer) -> int:
 def assert_stored(node_server: TusServer, upload_url: str, source: Path) -> None:
     """The Node server holds exactly the source's bytes for the upload at `upload_url`."""
     assert node_server.stored_sha256(upload_url) == sha256_file(source)
-
-
-def run_cli(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuspipe", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
 
 
 def upload_url_of(done: subprocess.CompletedProcess[str]) -> str:
@@ -204,7 +194,7 @@ def test_cli_tls_refused_by_default_then_cacert_and_insecure(
     path = make_file(120 * KiB)
     with ThreadedTLSProxy(pki, node_port) as proxy:
         url = proxy.url_for("/files/")
-        refused = run_cli("upload", "--json", "--no-journal", path, url)
+        refused = run_tuspipe("upload", "--json", "--no-journal", path, url)
         # TLSVerificationError is neither a refusal (4) nor a network failure (5): its own code
         assert refused.returncode == _cli.EXIT_TLS == 6, refused.stderr
         assert "certificate could not be verified" in refused.stderr
@@ -212,12 +202,12 @@ def test_cli_tls_refused_by_default_then_cacert_and_insecure(
         assert "run with --debug" not in refused.stderr  # a known failure, not a bug
         assert proxy.received() == []
 
-        checked = run_cli("upload", "--json", "--cacert", pki_files.ca, path, url)
+        checked = run_tuspipe("upload", "--json", "--cacert", pki_files.ca, path, url)
         assert checked.returncode == 0, checked.stderr
         assert "verification is off" not in checked.stderr
         assert_stored(node_server, upload_url_of(checked), path)
 
-        insecure = run_cli("upload", "--json", "--no-journal", "--insecure", path, url)
+        insecure = run_tuspipe("upload", "--json", "--no-journal", "--insecure", path, url)
         assert insecure.returncode == 0, insecure.stderr
         assert "verification is off" in insecure.stderr  # the warning reaches the terminal
         assert_stored(node_server, upload_url_of(insecure), path)
@@ -228,7 +218,7 @@ def test_the_tls_exit_code_is_documented() -> None:
     assert _cli.EXIT_TLS in _cli.EXIT_CODES
     assert _cli.__doc__ is not None
     assert "TLSVerificationError" in _cli.__doc__
-    assert f"  {_cli.EXIT_TLS:<4} {_cli.EXIT_CODES[_cli.EXIT_TLS]}" in run_cli("--help").stdout
+    assert f"  {_cli.EXIT_TLS:<4} {_cli.EXIT_CODES[_cli.EXIT_TLS]}" in run_tuspipe("--help").stdout
 
 
 # ---- 2. mutual TLS: a client certificate ---------------------------------------------------------
@@ -351,7 +341,7 @@ def test_cli_client_certificate(
     options = choices[form]
     path = make_file(100 * KiB)
     with ThreadedTLSProxy(pki, node_port, require_client_cert=True) as proxy:
-        done = run_cli(
+        done = run_tuspipe(
             "upload", "--json", "--retries", "0", "--cacert", pki_files.ca, *options, path,
             proxy.url_for("/files/"),
         )  # fmt: skip
@@ -744,7 +734,7 @@ def test_cli_debug_output_holds_no_credentials(
 ) -> None:
     path = make_file(150 * KiB)
     with ThreadedTLSProxy(pki, node_port) as proxy:
-        done = run_cli(
+        done = run_tuspipe(
             "upload", "--json", "--debug", "--chunk-size", "64KiB", "--cacert", pki_files.ca,
             "-H", f"Authorization: Bearer {TOKEN}", "-H", f"Cookie: session={COOKIE}",
             path, proxy.url_for("/files/"),
