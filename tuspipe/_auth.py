@@ -57,13 +57,13 @@ from ._protocol import (
     origin,
     validate_headers,
 )
+from ._zerocopy import parsed_url
 
 __all__ = [
     "MAX_FLOW_REQUESTS",
     "AuthTypes",
     "Authenticator",
     "CredentialsRefreshed",
-    "HTTPAuth",
     "HeadersFunction",
     "RequestHook",
     "check_auth",
@@ -71,8 +71,6 @@ __all__ = [
 
 logger = logging.getLogger("tuspipe")
 
-HTTPAuth = httpx.Auth
-"""httpx's authentication base class (named here so that only the transport imports httpx)."""
 HeadersFunction = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
 """``auth=``'s short form: a function, plain or async, returning the headers to add."""
 AuthTypes = httpx.Auth | tuple[str, str] | HeadersFunction
@@ -84,9 +82,6 @@ RequestHook = Callable[[OutgoingRequest], object]
 MAX_FLOW_REQUESTS = 4
 
 REQUEST_ID = "X-Request-ID"
-
-# URLs kept parsed for flows (parsing one costs more than the rest of a flow's step).
-_PARSED_URLS = 256
 
 # The headers of a stored answer that would make httpx decode or frame its (cut) body again.
 _FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -168,7 +163,6 @@ class Authenticator:
         self._on_request = on_request
         self._request_id = bool(request_id)
         self._withheld: set[tuple[str, str, int | None]] = set()  # origins warned about
-        self._urls: dict[str, httpx.URL] = {}  # parsed once: an upload's URLs are few
 
     async def send(
         self,
@@ -229,14 +223,6 @@ class Authenticator:
             request_id = next((v for n, v in headers if n.lower() == "x-request-id"), None)
         return replace(request, headers=tuple(headers)), request_id
 
-    def _parsed(self, url: str) -> httpx.URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= _PARSED_URLS:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        return parsed
-
     def _withhold(self, url: str) -> None:
         where = origin(url)
         if where not in self._withheld and (self._flow_auth or self._asks_again):
@@ -258,7 +244,7 @@ class Authenticator:
         foreign: ForeignExchange,
     ) -> Response:
         given = httpx.Request(
-            prepared.method, self._parsed(prepared.url), headers=list(prepared.headers)
+            prepared.method, parsed_url(prepared.url), headers=list(prepared.headers)
         )
         original = tuple(given.headers.multi_items())
         flow = auth.async_auth_flow(given)

@@ -4,7 +4,8 @@ A :class:`Source` is readable at any offset it still holds (``read_at``). Files,
 seekable streams hold everything, so the pipeline never keeps unacknowledged bytes in memory:
 the checksummer, the reader and a resend after a short PATCH each read what they need when they
 need it. ``read_at`` blocks and is safe to call from several worker threads at once; the stages
-call it through ``trio.to_thread``.
+call it through ``trio.to_thread``, except for bytes in memory (``Source.in_memory``), which
+:func:`read_bytes` copies on the loop.
 
 One-pass sources (a pipe, standard input, an iterator or async iterator of bytes) cannot be read
 twice, and their size is unknown until they end: they are :mod:`tuspipe._onepass`'s, which

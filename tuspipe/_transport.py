@@ -1,9 +1,13 @@
-"""The transport: the one place that talks HTTP (and the only module that imports httpx).
+"""The transport: the one place that talks HTTP (with :mod:`tuspipe._auth`,
+:mod:`tuspipe._zerocopy` and :mod:`tuspipe._pool` beneath it, the only modules that import httpx
+or httpcore).
 
-It turns a :class:`~tuspipe._protocol.Request` into an httpx request on one pooled
-``httpx.AsyncClient`` (so every request of an upload reuses the same connection), streams the
-body it is given, and returns a :class:`~tuspipe._protocol.Response`. httpx's exceptions are
-mapped into tuspipe's tree in one place, :func:`_mapped_errors`; timeouts are always explicit.
+It sends a :class:`~tuspipe._protocol.Request` on pooled connections (so every request of an
+upload reuses the same connection): on tuspipe's own client straight to its
+``ZeroCopyTransport`` (``send_bare``, past httpx's Request and Response objects), otherwise as
+an httpx request on the ``httpx.AsyncClient``. It streams the body it is given and returns a
+:class:`~tuspipe._protocol.Response`. httpx's exceptions are mapped into tuspipe's tree in one
+place, :func:`_mapped_errors`; timeouts are always explicit.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Union
 import httpx
 import trio
 
-from ._auth import Authenticator, AuthTypes, HTTPAuth, RequestHook, check_auth
+from ._auth import Authenticator, AuthTypes, RequestHook, check_auth
 from ._body import BodyPart
 from ._errors import (
     NetworkError,
@@ -45,7 +49,6 @@ from ._zerocopy import (
 __all__ = [
     "AuthTypes",
     "CertTypes",
-    "HTTPAuth",
     "HTTPClient",
     "RequestHook",
     "ResponseHook",

@@ -27,6 +27,7 @@ environment's proxies only with its own transport).
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "ZeroCopyTransport",
     "bare_path_allowed",
     "body_route",
+    "parsed_url",
     "read_limited",
     "route_body",
 ]
@@ -299,7 +301,7 @@ _HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = 
 
 
 @contextmanager
-def _as_httpx_errors(request: httpx.Request | None) -> Iterator[None]:
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
@@ -331,8 +333,8 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class ZeroCopyTransport(httpx.AsyncBaseTransport):
-    """An httpx transport on an httpcore connection pool whose plain TCP connections send
-    file spans with ``sendfile()``. HTTP/1.1 only, like tuspipe's requests."""
+    """An httpx transport on tuspipe's :class:`~tuspipe._pool.ConnectionPool`, whose plain TCP
+    connections send file spans with ``sendfile()``. HTTP/1.1 only, like tuspipe's requests."""
 
     def __init__(self, ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext]) -> None:
         """`ssl_context`: the TLS context, or a function making it on first use."""
@@ -488,7 +490,7 @@ class _Target:
     __slots__ = ("core_url", "has_userinfo", "netloc")
 
     def __init__(self, url: str) -> None:
-        parsed = httpx.URL(url)
+        parsed = parsed_url(url)
         self.core_url = httpcore.URL(
             scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
         )
@@ -496,18 +498,18 @@ class _Target:
         self.has_userinfo = bool(parsed.userinfo)
 
 
-# URLs parsed once (an upload sends many requests to one URL); a bounded cache.
-_TARGETS: dict[str, _Target] = {}
-_MAX_TARGETS = 1024
+# URLs are parsed once each: an upload sends many requests to few URLs (bounded caches).
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed_url(url: str) -> httpx.URL:
+    """`url` as httpx parses it (an immutable value, so one object serves every request)."""
+    return httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=1024)
 def _target(url: str) -> _Target:
-    target = _TARGETS.get(url)
-    if target is None:
-        if len(_TARGETS) >= _MAX_TARGETS:
-            _TARGETS.clear()
-        target = _TARGETS[url] = _Target(url)
-    return target
+    return _Target(url)
 
 
 def bare_path_allowed(url: str) -> bool:
