@@ -132,13 +132,9 @@ class CredentialsRefreshed(ResponseError):
     requests with a body; the PATCH link and the creation POST handle it.
     """
 
-    refused: tuple[Request, Response]  # the request and the answer that refused it
-
     def final(self) -> ResponseError:
         """The refusal as the plain ResponseError to raise when no more tries are allowed."""
-        request, response = self.refused
-        message = f"{self.args[0]} (refused again after fresh credentials)"
-        return answer_error(ResponseError, request, response, message)
+        return self.recast(ResponseError, f"{self.args[0]} (refused again after fresh credentials)")
 
 
 class Authenticator:
@@ -300,9 +296,7 @@ def _said(request: Request) -> tuple[str, str]:
 
 def _refreshed(request: Request, response: Response) -> CredentialsRefreshed:
     words = error_for(request, response).args[0]  # what the status table says of it
-    error = answer_error(CredentialsRefreshed, request, response, words)
-    error.refused = (request, response)
-    return error
+    return answer_error(CredentialsRefreshed, request, response, words)
 
 
 def _as_flow_left_them(

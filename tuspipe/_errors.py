@@ -31,7 +31,7 @@ response body, so a user can act on what the server said.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+from typing import Self, TypeVar
 
 __all__ = [
     "ChecksumMismatchError",
@@ -100,6 +100,9 @@ class TLSVerificationError(TusError):
     """
 
 
+_AnswerError = TypeVar("_AnswerError", bound="ResponseError")
+
+
 class ResponseError(TusError):
     """The server answered with a status that ends the upload.
 
@@ -147,7 +150,11 @@ class ResponseError(TusError):
 
     def reworded(self, message: str) -> Self:
         """The same error (type, answer and request) with another `message`."""
-        return type(self)(
+        return self.recast(type(self), message)
+
+    def recast(self, error_type: type[_AnswerError], message: str) -> _AnswerError:
+        """An error of `error_type` with `message`, carrying this one's answer and request."""
+        return error_type(
             message,
             status_code=self.status_code,
             body=self.body,
